@@ -1,0 +1,3 @@
+from signup.entrypoints.cli import main
+
+main()

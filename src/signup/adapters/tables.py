@@ -1,0 +1,119 @@
+"""The database schema (SQLAlchemy Core); migrations in `signup/migrations` mirror it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC everywhere (SQLite has no zones); read back as aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+signups = Table(
+    "signups",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(320), nullable=False, index=True),
+    Column("given_name", String(100)),
+    Column("family_name", String(100)),
+    Column("status", String(16), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("idempotency_key", String(255), unique=True),
+    # SHA-256 of the request's non-secret fields: the password never reaches the database.
+    Column("fingerprint", String(64)),
+    Column("user_id", String(255)),
+    Column("event_id", String(36), unique=True),
+    Column("response_status", Integer),
+    Column("response_body", Text),
+    Index(
+        "ix_signups_pending",
+        "requested_at",
+        sqlite_where=Column("status") == "pending",
+        postgresql_where=Column("status") == "pending",
+    ),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("given_name", String(100)),
+    Column("family_name", String(100)),
+    Column("email_verified", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("event_type", String(64), nullable=False),
+    Column("routing_key", String(255), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("published_at", UTCDateTime()),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("claimed_until", UTCDateTime()),
+    Column("claimed_by", String(64)),
+    Index(
+        "ix_outbox_unpublished",
+        "id",
+        sqlite_where=Column("published_at").is_(None),
+        postgresql_where=Column("published_at").is_(None),
+    ),
+)
+
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("processed_at", UTCDateTime(), nullable=False),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)

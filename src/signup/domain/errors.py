@@ -1,0 +1,44 @@
+"""What can go wrong in a sign-up, as the domain sees it (no HTTP here)."""
+
+from __future__ import annotations
+
+
+class SignUpError(Exception):
+    """Base of every expected sign-up failure."""
+
+
+class EmailAlreadyRegistered(SignUpError):
+    pass
+
+
+class FieldRejected(SignUpError):
+    """The provider refused a field's value (e.g. its own password policy)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class ProviderUnavailable(SignUpError):
+    """The provider could not be asked; nothing was created. Try again later."""
+
+    def __init__(self, reason: str, retry_after: float = 5.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class OutcomeUnknown(ProviderUnavailable):
+    """The request reached the provider but its answer was lost (e.g. a read timeout).
+
+    The account may or may not exist; the sign-up stays pending for reconciliation.
+    """
+
+
+class IdempotencyKeyReused(SignUpError):
+    """The same Idempotency-Key came with a different request body."""
+
+
+class RequestInProgress(SignUpError):
+    """A request with this Idempotency-Key is still being processed."""

@@ -1,0 +1,69 @@
+"""Events the service publishes: frozen, past-tense, versioned.
+
+`UserRegistered` travels as a CloudEvents 1.0 structured-mode JSON document of type
+`user.new`; the same models parse it on the consumer side, so publisher and consumers
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+USER_NEW = "user.new"
+
+
+def iso_millis(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and `Z`, as Auth0 and the contract write times."""
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class UserRegisteredData(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    user_id: str = Field(min_length=1)
+    email: str = Field(min_length=3)
+    email_verified: bool
+    given_name: str | None
+    family_name: str | None
+    name: str
+    created_at: datetime
+    identity_provider: str
+
+    @field_serializer("created_at")
+    def _created_at(self, value: datetime) -> str:
+        return iso_millis(value)
+
+
+class UserRegistered(BaseModel):
+    """A person's account was created by the identity provider (CloudEvent `user.new`, v1)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    schema_version: ClassVar[int] = 1
+    routing_key: ClassVar[str] = USER_NEW
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: Literal["user.new"] = USER_NEW
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: UserRegisteredData
+
+    @field_serializer("time")
+    def _time(self, value: datetime) -> str:
+        return iso_millis(value)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> UserRegistered:
+        return cls.model_validate_json(body)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

@@ -1,0 +1,47 @@
+"""The password rules, after NIST SP 800-63B: length and a block list, no composition rules."""
+
+from __future__ import annotations
+
+import unicodedata
+from functools import lru_cache
+from importlib.resources import files
+
+MIN_LENGTH = 8
+MAX_LENGTH = 128
+
+
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    text = files("signup.domain").joinpath("common_passwords.txt").read_text("utf-8")
+    return frozenset(
+        line.strip().casefold() for line in text.splitlines() if line and not line.startswith("#")
+    )
+
+
+def _normalise(password: str) -> str:
+    # NIST asks for Unicode normalisation so that look-alike forms compare equal.
+    return unicodedata.normalize("NFKC", password)
+
+
+def password_problem(password: str, email: str | None = None, site_name: str | None = None) -> str | None:
+    """Why this password is refused, in words for the person, or None when it is acceptable."""
+    normalised = _normalise(password)
+    length = len(normalised)
+    if length < MIN_LENGTH:
+        return f"Use at least {MIN_LENGTH} characters."
+    if length > MAX_LENGTH:
+        return f"Use at most {MAX_LENGTH} characters."
+    folded = normalised.casefold()
+    if len(set(folded)) == 1:
+        return "Don't repeat one character: choose a few unrelated words instead."
+    if email:
+        address = email.casefold()
+        local = address.split("@", 1)[0]
+        if folded in (address, local) or (len(local) >= 4 and folded.startswith(local)
+                                            and length - len(local) < 4):
+            return "Don't use your e-mail address as your password."
+    if site_name and folded.replace(" ", "") == site_name.casefold().replace(" ", ""):
+        return "Don't use the site's name as your password."
+    if folded in common_passwords():
+        return "This password is too common and easy to guess: choose a longer, less usual one."
+    return None

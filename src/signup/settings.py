@@ -1,0 +1,119 @@
+"""Every setting of the service, typed, in one place (environment and `.env`)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SIGNUP_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = "sqlite+aiosqlite:///./var/signup.db"
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@localhost:5672/")
+    exchange: str = "users"
+    event_source: str = "urn:signup:naked-coders"
+
+    identity_provider: Literal["local", "auth0"] = "local"
+    auth0_domain: str | None = None
+    auth0_client_id: str | None = None
+    auth0_client_secret: SecretStr | None = None
+    auth0_connection: str = "Username-Password-Authentication"
+    auth0_audience: str | None = None
+    auth0_base_url: str | None = None
+    auth0_timeout_seconds: float = 10.0
+    # How long a sign-up may wait in line for Auth0's rate limit before it is answered 503.
+    auth0_queue_deadline_seconds: float = 5.0
+
+    site_name: str = "Naked Coders"
+    site_url: str = "http://127.0.0.1:8000"
+    brand_dir: Path | None = None
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 30.0
+    mail_from: str = "welcome@localhost"
+
+    crm_url: str | None = None
+    crm_secret: SecretStr | None = None
+    crm_timeout_seconds: float = 10.0
+
+    rate_limit_per_ip: str = "20/minute"
+    rate_limit_per_email: str = "5/hour"
+    redis_url: SecretStr | None = None
+    trust_forwarded_for: bool = False
+
+    hide_existing_accounts: bool = False
+    web_concurrency: int = Field(default=1, ge=1, le=64)
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+
+    relay_poll_seconds: float = Field(default=1.0, gt=0)
+    relay_batch_size: int = Field(default=500, ge=1)
+    relay_lease_seconds: float = Field(default=30.0, gt=0)
+    reconcile_after_seconds: float = Field(default=120.0, ge=0)
+    reconcile_every_seconds: float = Field(default=60.0, gt=0)
+
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_memory_kib: int = Field(default=19456, ge=8)
+    argon2_parallelism: int = Field(default=1, ge=1)
+
+    worker_prefetch: int = Field(default=16, ge=1)
+    worker_retry_delays_seconds: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 30.0, 300.0, 1800.0]
+    )
+    worker_delivery_limit: int = Field(default=20, ge=1)
+
+    @field_validator("allowed_origins", "worker_retry_delays_seconds", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _auth0_needs_credentials(self) -> Settings:
+        if self.identity_provider == "auth0":
+            missing = [
+                name
+                for name, value in (
+                    ("SIGNUP_AUTH0_DOMAIN", self.auth0_domain),
+                    ("SIGNUP_AUTH0_CLIENT_ID", self.auth0_client_id),
+                    ("SIGNUP_AUTH0_CLIENT_SECRET", self.auth0_client_secret),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"identity provider auth0 needs {', '.join(missing)}")
+        return self
+
+    @cached_property
+    def auth0_base(self) -> str:
+        base = self.auth0_base_url or f"https://{self.auth0_domain}"
+        return base.rstrip("/")
+
+    @cached_property
+    def auth0_api_audience(self) -> str:
+        return self.auth0_audience or f"https://{self.auth0_domain}/api/v2/"
+
+    @cached_property
+    def origins(self) -> frozenset[str]:
+        """Origins whose browsers may post the form; the service's own is always one."""
+        own = self.site_url.rstrip("/")
+        return frozenset({own, *(o.rstrip("/") for o in self.allowed_origins)})
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
