@@ -21,13 +21,31 @@ def _ensure_sqlite_folder(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, writer: bool = False) -> AsyncEngine:
+    """An engine for `url`; a `writer` engine on SQLite takes the write lock at BEGIN.
+
+    SQLite's default deferred transactions fail with SQLITE_BUSY_SNAPSHOT when a
+    transaction that has read tries to write after another process committed;
+    BEGIN IMMEDIATE waits for the lock (up to the busy timeout) instead.
+    """
     _ensure_sqlite_folder(url)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=1 if writer else pool_size,
+            max_overflow=0 if writer else pool_size,
+        )
+        begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # Hand transaction control to the "begin" hook above (SQLAlchemy's recipe).
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             # WAL lets readers run beside the writer; NORMAL is durable at every
             # checkpoint and loses no committed transaction on a process crash.

@@ -49,7 +49,7 @@ class UserRegistered(BaseModel):
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(min_length=1)
     source: str = Field(min_length=1)
-    type: Literal["user.new"] = USER_NEW
+    type: Literal["user.new"] = "user.new"
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
     data: UserRegisteredData

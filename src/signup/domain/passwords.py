@@ -23,7 +23,9 @@ def _normalise(password: str) -> str:
     return unicodedata.normalize("NFKC", password)
 
 
-def password_problem(password: str, email: str | None = None, site_name: str | None = None) -> str | None:
+def password_problem(
+    password: str, email: str | None = None, site_name: str | None = None
+) -> str | None:
     """Why this password is refused, in words for the person, or None when it is acceptable."""
     normalised = _normalise(password)
     length = len(normalised)
@@ -37,8 +39,9 @@ def password_problem(password: str, email: str | None = None, site_name: str | N
     if email:
         address = email.casefold()
         local = address.split("@", 1)[0]
-        if folded in (address, local) or (len(local) >= 4 and folded.startswith(local)
-                                            and length - len(local) < 4):
+        if folded in (address, local) or (
+            len(local) >= 4 and folded.startswith(local) and length - len(local) < 4
+        ):
             return "Don't use your e-mail address as your password."
     if site_name and folded.replace(" ", "") == site_name.casefold().replace(" ", ""):
         return "Don't use the site's name as your password."

@@ -2,13 +2,219 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from signup.adapters.database import migrate as apply_migrations
+from signup.log_config import configure_logging
+from signup.settings import Settings
 
 app = typer.Typer(
     help="Branded sign-up service: accounts in the identity provider, one `user.new` event each.",
     no_args_is_help=True,
     add_completion=False,
 )
+outbox_app = typer.Typer(help="See and re-send the events in the outbox.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+console = Console()
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    return settings
+
+
+async def _until_signalled(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_relay: Annotated[
+        bool, typer.Option("--no-relay", help="Don't publish the outbox here (run `signup relay`).")
+    ] = False,
+) -> None:
+    """Serve the sign-up page and API (applies migrations first; runs the outbox relay too)."""
+    import uvicorn
+
+    settings = _settings()
+    apply_migrations(settings.database_url)
+    os.environ["SIGNUP_RUN_RELAY"] = "0" if no_relay else "1"
+    uvicorn.run(
+        "signup.entrypoints.web.factory:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=settings.web_concurrency,
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        proxy_headers=settings.trust_forwarded_for,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def relay() -> None:
+    """Publish the outbox to RabbitMQ, alone (for deployments that scale it apart)."""
+    from signup.bootstrap import bootstrap
+
+    settings = _settings()
+    apply_migrations(settings.database_url)
+
+    async def run() -> None:
+        container = bootstrap(settings)
+        stop = asyncio.Event()
+        task = asyncio.create_task(container.relay.run(stop))
+        await _until_signalled(stop)
+        await task
+        await container.aclose()
+
+    asyncio.run(run())
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (idempotent; `serve` does this too)."""
+    settings = _settings()
+    apply_migrations(settings.database_url)
+    console.print("[green]database is up to date[/green]")
+
+
+@app.command()
+def reconcile(
+    older_than: Annotated[
+        float, typer.Option(help="Settle sign-ups pending longer than this many seconds.")
+    ] = 120.0,
+) -> None:
+    """Finish or abandon sign-ups whose outcome was left unknown (crash, timeout)."""
+    from signup.bootstrap import bootstrap
+
+    settings = _settings()
+    apply_migrations(settings.database_url)
+
+    async def run() -> dict[str, int]:
+        container = bootstrap(settings)
+        try:
+            return await container.registration.reconcile(timedelta(seconds=older_than))
+        finally:
+            await container.aclose()
+
+    report = asyncio.run(run())
+    console.print(
+        f"completed {report['completed']}, abandoned {report['abandoned']}, "
+        f"could not settle {report['failed']}"
+    )
+    if report["failed"]:
+        raise typer.Exit(1)
+
+
+@outbox_app.command("status")
+def outbox_status() -> None:
+    """Pending (unconfirmed) events, the oldest one's age, and how many were published."""
+    from signup.bootstrap import bootstrap
+
+    settings = _settings()
+    apply_migrations(settings.database_url)
+
+    async def run() -> None:
+        container = bootstrap(settings)
+        try:
+            status = await container.uow.read(lambda tx: tx.outbox.status())
+        finally:
+            await container.aclose()
+        table = Table(title="outbox")
+        table.add_column("pending", justify="right")
+        table.add_column("oldest pending", justify="right")
+        table.add_column("published", justify="right")
+        age = (
+            f"{(datetime.now(UTC) - status.oldest_pending_at).total_seconds():.1f} s"
+            if status.oldest_pending_at
+            else "-"
+        )
+        table.add_row(str(status.pending), age, str(status.published))
+        console.print(table)
+
+    asyncio.run(run())
+
+
+@outbox_app.command("replay")
+def outbox_replay(
+    since: Annotated[
+        datetime | None,
+        typer.Option(help="Re-send events created at or after this time (ISO 8601, UTC)."),
+    ] = None,
+    event_id: Annotated[str | None, typer.Option(help="Re-send this one event.")] = None,
+) -> None:
+    """Re-send events (with their original ids: consumers deduplicate) and show progress."""
+    from signup.bootstrap import bootstrap
+
+    if since is None and event_id is None:
+        raise typer.BadParameter("give --since or --event-id")
+    settings = _settings()
+    apply_migrations(settings.database_url)
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+
+    async def run() -> tuple[int, int]:
+        container = bootstrap(settings)
+        sent = failed = 0
+        try:
+            after = 0
+            columns = (
+                TextColumn("replaying"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task("replay", total=None)
+                while True:
+                    page = await container.uow.read(
+                        lambda tx, after=after: tx.outbox.select_for_replay(  # type: ignore[misc]
+                            since, event_id, 500, after
+                        )
+                    )
+                    if not page:
+                        break
+                    after = page[-1][0]
+                    result = await container.publisher.publish([entry for _, entry in page])
+                    sent += len(result.confirmed)
+                    failed += len(result.failed)
+                    progress.update(task, advance=len(page), total=sent + failed)
+        finally:
+            await container.aclose()
+        return sent, failed
+
+    sent, failed = asyncio.run(run())
+    console.print(f"re-sent {sent} event(s), {failed} failed")
+    if failed or sent == 0:
+        raise typer.Exit(1)
+
+
+def _mount_workers() -> None:
+    try:
+        from signup.entrypoints.worker_cli import worker_app
+    except ImportError:  # pragma: no cover - while the workers are not installed
+        return
+    app.add_typer(worker_app, name="worker", help="Run and manage the consumers of `user.new`.")
+
+
+_mount_workers()
 
 
 def main() -> None:

@@ -1,0 +1,402 @@
+"""SQL repositories and the batching unit of work (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+import structlog
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from signup.adapters import tables as t
+from signup.adapters.repository import OutboxEntry, OutboxStatus
+from signup.domain.errors import EmailAlreadyRegistered, RequestInProgress
+from signup.domain.events import UserRegistered
+from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
+from signup.service_layer.unit_of_work import Work
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+
+def _signup_from_row(row: Any) -> SignUp:
+    return SignUp(
+        id=row.id,
+        applicant=Applicant(row.email, row.given_name, row.family_name),
+        status=SignUpStatus(row.status),
+        provider=row.provider,
+        requested_at=row.requested_at,
+        idempotency_key=row.idempotency_key,
+        fingerprint=row.fingerprint,
+        user_id=row.user_id,
+        event_id=row.event_id,
+        response_status=row.response_status,
+        response_body=orjson.loads(row.response_body) if row.response_body else None,
+    )
+
+
+def _signup_values(signup: SignUp, now: datetime) -> dict[str, Any]:
+    return {
+        "email": signup.applicant.email,
+        "given_name": signup.applicant.given_name,
+        "family_name": signup.applicant.family_name,
+        "status": signup.status.value,
+        "provider": signup.provider,
+        "requested_at": signup.requested_at,
+        "updated_at": now,
+        "idempotency_key": signup.idempotency_key,
+        "fingerprint": signup.fingerprint,
+        "user_id": signup.user_id,
+        "event_id": signup.event_id,
+        "response_status": signup.response_status,
+        "response_body": orjson.dumps(signup.response_body).decode()
+        if signup.response_body is not None
+        else None,
+    }
+
+
+class SqlSignUps:
+    def __init__(self, conn: AsyncConnection, clock: Callable[[], datetime]) -> None:
+        self._conn = conn
+        self._clock = clock
+
+    async def add(self, signup: SignUp) -> None:
+        key = signup.idempotency_key
+        if key and await self.by_idempotency_key(key) is not None:
+            raise RequestInProgress(key)
+        try:
+            await self._conn.execute(
+                insert(t.signups).values(id=signup.id, **_signup_values(signup, self._clock()))
+            )
+        except IntegrityError as exc:  # the same key, committed by another process meanwhile
+            if key:
+                raise RequestInProgress(key) from exc
+            raise
+
+    async def get(self, signup_id: str) -> SignUp | None:
+        row = (
+            await self._conn.execute(select(t.signups).where(t.signups.c.id == signup_id))
+        ).first()
+        return _signup_from_row(row) if row else None
+
+    async def by_idempotency_key(self, key: str) -> SignUp | None:
+        query = select(t.signups).where(t.signups.c.idempotency_key == key)
+        row = (await self._conn.execute(query)).first()
+        return _signup_from_row(row) if row else None
+
+    async def pending_for_email(self, email: str) -> list[SignUp]:
+        query = (
+            select(t.signups)
+            .where(t.signups.c.email == email, t.signups.c.status == SignUpStatus.PENDING.value)
+            .order_by(t.signups.c.requested_at)
+        )
+        return [_signup_from_row(r) for r in await self._conn.execute(query)]
+
+    async def pending_before(self, cutoff: datetime, limit: int) -> list[SignUp]:
+        query = (
+            select(t.signups)
+            .where(
+                t.signups.c.status == SignUpStatus.PENDING.value,
+                t.signups.c.requested_at < cutoff,
+            )
+            .order_by(t.signups.c.requested_at)
+            .limit(limit)
+        )
+        return [_signup_from_row(r) for r in await self._conn.execute(query)]
+
+    async def settle(self, signup: SignUp, *, expected: SignUpStatus) -> bool:
+        values = _signup_values(signup, self._clock())
+        del values["requested_at"]
+        result = await self._conn.execute(
+            update(t.signups)
+            .where(t.signups.c.id == signup.id, t.signups.c.status == expected.value)
+            .values(**values)
+        )
+        return bool(result.rowcount)
+
+
+class SqlOutbox:
+    def __init__(self, conn: AsyncConnection, written: Callable[[], None]) -> None:
+        self._conn = conn
+        self._written = written
+
+    async def add(self, event: UserRegistered) -> None:
+        await self._conn.execute(
+            insert(t.outbox).values(
+                event_id=event.id,
+                event_type=event.type,
+                routing_key=event.routing_key,
+                payload=event.to_json().decode(),
+                created_at=event.time,
+                attempts=0,
+            )
+        )
+        self._written()
+
+    async def claim(
+        self, holder: str, until: datetime, now: datetime, limit: int
+    ) -> list[OutboxEntry]:
+        o = t.outbox.c
+        query = (
+            select(
+                o.id, o.event_id, o.routing_key, o.event_type, o.payload, o.created_at, o.attempts
+            )
+            .where(o.published_at.is_(None), or_(o.claimed_until.is_(None), o.claimed_until < now))
+            .order_by(o.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = (await self._conn.execute(query)).all()
+        if not rows:
+            return []
+        await self._conn.execute(
+            update(t.outbox)
+            .where(o.id.in_([r.id for r in rows]))
+            .values(claimed_until=until, claimed_by=holder, attempts=o.attempts + 1)
+        )
+        return [
+            OutboxEntry(
+                r.event_id,
+                r.routing_key,
+                r.event_type,
+                r.payload.encode(),
+                r.created_at,
+                r.attempts + 1,
+            )
+            for r in rows
+        ]
+
+    async def mark_published(self, event_ids: list[str], at: datetime) -> None:
+        if event_ids:
+            await self._conn.execute(
+                update(t.outbox)
+                .where(t.outbox.c.event_id.in_(event_ids))
+                .values(published_at=at, claimed_until=None, last_error=None)
+            )
+
+    async def release(self, event_ids: list[str], error: str) -> None:
+        if event_ids:
+            await self._conn.execute(
+                update(t.outbox)
+                .where(t.outbox.c.event_id.in_(event_ids), t.outbox.c.published_at.is_(None))
+                .values(claimed_until=None, last_error=error[:500])
+            )
+
+    async def status(self) -> OutboxStatus:
+        o = t.outbox.c
+        pending_row = (
+            await self._conn.execute(
+                select(func.count(), func.min(o.created_at)).where(o.published_at.is_(None))
+            )
+        ).one()
+        published = (
+            await self._conn.execute(select(func.count()).where(o.published_at.is_not(None)))
+        ).scalar_one()
+        oldest = pending_row[1]
+        if isinstance(oldest, str):  # SQLite hands back aggregates untyped
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return OutboxStatus(int(pending_row[0]), oldest, int(published))
+
+    async def select_for_replay(
+        self, since: datetime | None, event_id: str | None, limit: int, after_id: int
+    ) -> list[tuple[int, OutboxEntry]]:
+        o = t.outbox.c
+        conditions = [o.id > after_id]
+        if since is not None:
+            conditions.append(o.created_at >= since)
+        if event_id is not None:
+            conditions.append(o.event_id == event_id)
+        query = (
+            select(
+                o.id, o.event_id, o.routing_key, o.event_type, o.payload, o.created_at, o.attempts
+            )
+            .where(and_(*conditions))
+            .order_by(o.id)
+            .limit(limit)
+        )
+        return [
+            (
+                r.id,
+                OutboxEntry(
+                    r.event_id,
+                    r.routing_key,
+                    r.event_type,
+                    r.payload.encode(),
+                    r.created_at,
+                    r.attempts,
+                ),
+            )
+            for r in await self._conn.execute(query)
+        ]
+
+
+class SqlUsers:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(self, account: CreatedAccount) -> None:
+        assert account.password_hash, "the local store keeps only hashed passwords"
+        if await self.exists(account.email):
+            raise EmailAlreadyRegistered(account.email)
+        try:
+            await self._conn.execute(
+                insert(t.users).values(
+                    user_id=account.user_id,
+                    email=account.email,
+                    password_hash=account.password_hash,
+                    given_name=account.given_name,
+                    family_name=account.family_name,
+                    email_verified=account.email_verified,
+                    created_at=account.created_at,
+                )
+            )
+        except IntegrityError as exc:  # a concurrent sign-up from another process won
+            raise EmailAlreadyRegistered(account.email) from exc
+
+    async def exists(self, email: str) -> bool:
+        query = select(t.users.c.user_id).where(t.users.c.email == email)
+        return (await self._conn.execute(query)).first() is not None
+
+    async def by_email(self, email: str) -> CreatedAccount | None:
+        row = (await self._conn.execute(select(t.users).where(t.users.c.email == email))).first()
+        if row is None:
+            return None
+        return CreatedAccount(
+            user_id=row.user_id,
+            email=row.email,
+            email_verified=row.email_verified,
+            created_at=row.created_at,
+            given_name=row.given_name,
+            family_name=row.family_name,
+        )
+
+
+class SqlLeases:
+    """Named leases: who may act alone (the one relay on SQLite), until when."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        row = (await self._conn.execute(select(t.leases).where(t.leases.c.name == name))).first()
+        if row is None:
+            await self._conn.execute(
+                insert(t.leases).values(name=name, holder=holder, expires_at=until)
+            )
+            return True
+        if row.holder != holder and row.expires_at > now:
+            return False
+        await self._conn.execute(
+            update(t.leases).where(t.leases.c.name == name).values(holder=holder, expires_at=until)
+        )
+        return True
+
+    async def release(self, name: str, holder: str) -> None:
+        await self._conn.execute(
+            delete(t.leases).where(t.leases.c.name == name, t.leases.c.holder == holder)
+        )
+
+
+class SqlTransaction:
+    def __init__(self, conn: AsyncConnection, clock: Callable[[], datetime]) -> None:
+        self.outbox_written = False
+        self.signups = SqlSignUps(conn, clock)
+        self.outbox = SqlOutbox(conn, self._mark_written)
+        self.users = SqlUsers(conn)
+        self.leases = SqlLeases(conn)
+
+    def _mark_written(self) -> None:
+        self.outbox_written = True
+
+
+@dataclass
+class _Job:
+    work: Work[Any]
+    future: asyncio.Future[Any]
+
+
+@dataclass
+class SqlUnitOfWork:
+    """Commits many concurrent units of work in one transaction (group commit).
+
+    One writer task per process takes whatever work is waiting, runs it in a single
+    transaction and commits once: under load a commit (and its fsync) is shared by
+    many sign-ups, so durability costs little per request. If any work in a batch
+    fails, the batch is rolled back and each work re-run in its own transaction, so
+    one failure never takes its neighbours with it.
+    """
+
+    writer: AsyncEngine
+    reader: AsyncEngine
+    clock: Callable[[], datetime]
+    max_batch: int = 256
+    on_outbox_written: Callable[[], None] | None = None
+    _queue: asyncio.Queue[_Job] | None = field(default=None, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    batches: int = field(default=0, init=False)
+
+    async def run(self, work: Work[T]) -> T:
+        if self._queue is None or self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._write_forever(self._queue), name="uow-writer")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(work, future))
+        return await future
+
+    async def read(self, work: Work[T]) -> T:
+        async with self.reader.connect() as conn:
+            return await work(SqlTransaction(conn, self.clock))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            if self._queue is not None:
+                await self._drained(self._queue)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @staticmethod
+    async def _drained(queue: asyncio.Queue[_Job]) -> None:
+        for _ in range(500):  # at most about 5 s for work already accepted
+            if queue.empty():
+                return
+            await asyncio.sleep(0.01)
+
+    async def _write_forever(self, queue: asyncio.Queue[_Job]) -> None:
+        while True:
+            jobs = [await queue.get()]
+            while len(jobs) < self.max_batch and not queue.empty():
+                jobs.append(queue.get_nowait())
+            await self._commit(jobs)
+
+    async def _commit(self, jobs: list[_Job]) -> None:
+        results: list[Any] = []
+        try:
+            async with self.writer.begin() as conn:
+                tx = SqlTransaction(conn, self.clock)
+                for job in jobs:
+                    results.append(await job.work(tx))
+        except Exception as exc:
+            if len(jobs) == 1:
+                if not jobs[0].future.done():
+                    jobs[0].future.set_exception(exc)
+                return
+            for job in jobs:
+                await self._commit([job])
+            return
+        self.batches += 1
+        for job, result in zip(jobs, results, strict=True):
+            if not job.future.done():
+                job.future.set_result(result)
+        if tx.outbox_written and self.on_outbox_written is not None:
+            self.on_outbox_written()

@@ -1,0 +1,133 @@
+"""The composition root: builds the real adapters from settings (tests pass fakes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from signup import metrics
+from signup.adapters.broker import AmqpPublisher, EventPublisher
+from signup.adapters.database import create_engine
+from signup.adapters.identity import IdentityProvider
+from signup.adapters.local_users import LocalIdentityProvider
+from signup.adapters.rate_limit import AttemptLimiter, LimitsAttemptLimiter
+from signup.adapters.sql import SqlUnitOfWork
+from signup.entrypoints.relay import Relay
+from signup.service_layer.registration import RegistrationService
+from signup.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    uow: SqlUnitOfWork
+    provider: IdentityProvider
+    registration: RegistrationService
+    publisher: EventPublisher
+    relay: Relay
+    limiter: AttemptLimiter
+    engines: list[AsyncEngine] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _relay_task: asyncio.Task[None] | None = None
+
+    def start_relay(self) -> None:
+        self._relay_task = asyncio.create_task(self.relay.run(self._stop), name="relay")
+
+    async def aclose(self) -> None:
+        self._stop.set()
+        if self._relay_task is not None:
+            try:
+                await asyncio.wait_for(self._relay_task, timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                self._relay_task.cancel()
+        await self.uow.close()
+        for closer in (self.provider.close, self.publisher.close, self.limiter.close):
+            with contextlib.suppress(Exception):
+                await closer()
+        for engine in self.engines:
+            await engine.dispose()
+
+
+def build_provider(
+    settings: Settings, uow: SqlUnitOfWork, clock: Callable[[], datetime]
+) -> IdentityProvider:
+    if settings.identity_provider == "auth0":
+        from signup.adapters.auth0 import Auth0IdentityProvider
+
+        return Auth0IdentityProvider.from_settings(settings)
+    return LocalIdentityProvider(
+        uow,
+        clock,
+        time_cost=settings.argon2_time_cost,
+        memory_kib=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    provider: IdentityProvider | None = None,
+    publisher: EventPublisher | None = None,
+    limiter: AttemptLimiter | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> Container:
+    """Wire everything; nothing connects until first used (engines and clients are lazy)."""
+    writer = create_engine(settings.database_url, writer=True)
+    reader = create_engine(settings.database_url)
+    uow = SqlUnitOfWork(writer=writer, reader=reader, clock=clock)
+    provider = provider or build_provider(settings, uow, clock)
+    registration = RegistrationService(
+        uow=uow,
+        provider=provider,
+        clock=clock,
+        source=settings.event_source,
+        hide_existing=settings.hide_existing_accounts,
+        in_flight_for=timedelta(seconds=settings.auth0_timeout_seconds * 3),
+    )
+    publisher = publisher or AmqpPublisher(settings.amqp_url.get_secret_value(), settings.exchange)
+
+    async def reconcile() -> None:
+        report = await registration.reconcile(timedelta(seconds=settings.reconcile_after_seconds))
+        for result, count in report.items():
+            if count:
+                metrics.RECONCILIATIONS.labels(result).inc(count)
+
+    relay = Relay(
+        uow=uow,
+        publisher=publisher,
+        clock=clock,
+        batch_size=settings.relay_batch_size,
+        poll_seconds=settings.relay_poll_seconds,
+        lease_seconds=settings.relay_lease_seconds,
+        exclusive=settings.is_sqlite,
+        reconcile=None if provider.transactional else reconcile,
+        reconcile_every=settings.reconcile_every_seconds,
+    )
+    uow.on_outbox_written = relay.wake
+    limiter = limiter or LimitsAttemptLimiter(
+        {"ip": settings.rate_limit_per_ip, "email": settings.rate_limit_per_email},
+        settings.redis_url.get_secret_value() if settings.redis_url else None,
+    )
+    return Container(
+        settings=settings,
+        uow=uow,
+        provider=provider,
+        registration=registration,
+        publisher=publisher,
+        relay=relay,
+        limiter=limiter,
+        engines=[writer, reader],
+    )

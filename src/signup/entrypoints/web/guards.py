@@ -1,0 +1,128 @@
+"""ASGI middleware in front of every request: request id, size limit, cross-site refusal,
+security headers. Plain ASGI (not BaseHTTPMiddleware) because it is on the hot path."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from signup.entrypoints.web.problems import problem
+
+MAX_BODY = 16 * 1024
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "object-src 'none'"
+)
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# Swagger UI (FastAPI's /docs) needs inline script and its CDN: it gets a looser policy.
+DOCS_PATHS = ("/docs", "/redoc")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class GuardMiddleware:
+    def __init__(
+        self, app: ASGIApp, allowed_origins: Iterable[str], max_body: int = MAX_BODY
+    ) -> None:
+        self.app = app
+        self.allowed = frozenset(o.rstrip("/") for o in allowed_origins)
+        self.max_body = max_body
+
+    def _own_origin(self, scope: Scope) -> str | None:
+        host = _header(scope, b"host")
+        return f"{scope.get('scheme', 'http')}://{host}" if host else None
+
+    def cross_site(self, scope: Scope) -> bool:
+        origin = _header(scope, b"origin")
+        if origin is not None:
+            origin = origin.rstrip("/")
+            return origin not in self.allowed and origin != self._own_origin(scope)
+        return _header(scope, b"sec-fetch-site") == "cross-site"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        path: str = scope["path"]
+        csp = (
+            None
+            if path.startswith(DOCS_PATHS)
+            else (API_CSP if path.startswith("/user/") else PAGE_CSP)
+        )
+        extra = [
+            (b"x-request-id", request_id.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+            (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
+        ]
+        if csp:
+            extra.append((b"content-security-policy", csp.encode()))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        try:
+            if scope["method"] in UNSAFE and self.cross_site(scope):
+                response = problem(
+                    403,
+                    "cross-site",
+                    "This form may only be sent from the site's own pages.",
+                )
+                await response(scope, receive, send_with_headers)
+                return
+            declared = _header(scope, b"content-length")
+            if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+                await self._too_large(scope, receive, send_with_headers)
+                return
+            await self.app(scope, self._limited(receive), send_with_headers)
+        except BodyTooLarge:
+            await self._too_large(scope, receive, send_with_headers)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        return limited
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413,
+            "body-too-large",
+            f"The request body may be at most {self.max_body // 1024} KiB.",
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)

@@ -1,0 +1,252 @@
+"""Thin routes: validate, build a command, call the service layer, map the outcome."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import orjson
+import structlog
+from fastapi import APIRouter, Depends, Header, Request
+from sqlalchemy import text
+from starlette.responses import Response
+
+from signup import metrics
+from signup.bootstrap import Container
+from signup.domain.commands import RegisterUser
+from signup.domain.errors import (
+    EmailAlreadyRegistered,
+    FieldRejected,
+    IdempotencyKeyReused,
+    OutcomeUnknown,
+    ProviderUnavailable,
+    RequestInProgress,
+)
+from signup.entrypoints.web.problems import problem
+from signup.entrypoints.web.schemas import PasswordPolicy, SignUpRequest, validate_signup
+
+log = structlog.get_logger(__name__)
+router = APIRouter()
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Repeat a request safely: the same key and body give the first answer.",
+    ),
+]
+
+PROBLEM_RESPONSE: dict[str, Any] = {"content": {"application/problem+json": {}}}
+SIGNUP_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": SignUpRequest.model_json_schema()}},
+    }
+}
+
+
+def client_address(request: Request, trust_forwarded: bool) -> str:
+    if trust_forwarded:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else "unknown"
+
+
+def _json_content_type(request: Request) -> bool:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+@router.post(
+    "/user/signup",
+    status_code=201,
+    summary="Create an account",
+    openapi_extra=SIGNUP_OPENAPI,
+    responses={
+        201: {"description": "Created; the `user.new` event is durably queued."},
+        403: {"description": "Cross-site request refused", **PROBLEM_RESPONSE},
+        409: {"description": "The e-mail is already registered", **PROBLEM_RESPONSE},
+        413: {"description": "Body too large", **PROBLEM_RESPONSE},
+        415: {"description": "Not JSON", **PROBLEM_RESPONSE},
+        422: {"description": "Invalid input, with field errors", **PROBLEM_RESPONSE},
+        429: {"description": "Too many attempts", **PROBLEM_RESPONSE},
+        503: {"description": "Identity provider unavailable", **PROBLEM_RESPONSE},
+    },
+)
+async def sign_up(
+    request: Request, container: ContainerDep, idempotency_key: IdempotencyKey = None
+) -> Response:
+    started = time.perf_counter()
+    response = await _sign_up(request, container, idempotency_key)
+    metrics.SIGNUP_LATENCY.observe(time.perf_counter() - started)
+    return response
+
+
+async def _sign_up(
+    request: Request, container: ContainerDep, idempotency_key: str | None
+) -> Response:
+    settings = container.settings
+    wait = await container.limiter.hit("ip", client_address(request, settings.trust_forwarded_for))
+    if wait is not None:
+        metrics.RATE_LIMITED.labels("ip").inc()
+        return problem(
+            429,
+            "too-many-attempts",
+            "Too many sign-up attempts from your network: please wait a moment.",
+            retry_after=wait,
+        )
+    if not _json_content_type(request):
+        return _outcome(
+            "unsupported_media_type",
+            problem(415, "unsupported-media-type", "Send the form as application/json."),
+        )
+    try:
+        data = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return _outcome(
+            "invalid",
+            problem(
+                422,
+                "invalid-input",
+                "The body is not valid JSON.",
+                errors=[
+                    {"field": "body", "message": "Send a JSON object with email and password."}
+                ],
+            ),
+        )
+    checked = validate_signup(data, PasswordPolicy(settings.site_name))
+    if isinstance(checked, list):
+        return _outcome(
+            "invalid", problem(422, "invalid-input", "Some fields need attention.", errors=checked)
+        )
+    wait = await container.limiter.hit("email", checked.email.casefold())
+    if wait is not None:
+        metrics.RATE_LIMITED.labels("email").inc()
+        return problem(
+            429,
+            "too-many-attempts",
+            "Too many sign-up attempts for this e-mail address: please wait.",
+            retry_after=wait,
+        )
+    command = RegisterUser(checked.applicant(), checked.password, idempotency_key or None)
+    try:
+        registered = await container.registration.register(command)
+    except EmailAlreadyRegistered:
+        return _outcome(
+            "existing",
+            problem(
+                409,
+                "email-already-registered",
+                "An account with this e-mail address already exists. "
+                "Sign in instead, or reset your password.",
+                errors=[
+                    {"field": "email", "message": "This e-mail address is already registered."}
+                ],
+            ),
+        )
+    except FieldRejected as exc:
+        return _outcome(
+            "rejected",
+            problem(
+                422,
+                "invalid-input",
+                "The identity provider refused a field.",
+                errors=[{"field": exc.field, "message": exc.message}],
+            ),
+        )
+    except IdempotencyKeyReused:
+        return _outcome(
+            "invalid",
+            problem(
+                422,
+                "idempotency-key-reused",
+                "This Idempotency-Key was used with a different request.",
+                errors=[
+                    {
+                        "field": "Idempotency-Key",
+                        "message": "Use a new key for a different request.",
+                    }
+                ],
+            ),
+        )
+    except RequestInProgress:
+        return _outcome(
+            "in_progress",
+            problem(
+                409,
+                "request-in-progress",
+                "A request with this Idempotency-Key is still being processed; try again shortly.",
+                title="Request in progress",
+                retry_after=2,
+            ),
+        )
+    except OutcomeUnknown as exc:
+        log.warning("signup.outcome_unknown", reason=exc.reason)
+        return _outcome(
+            "unknown",
+            problem(
+                503,
+                "provider-unavailable",
+                "We could not confirm your sign-up just now. Please try again in a moment.",
+                retry_after=exc.retry_after,
+            ),
+        )
+    except ProviderUnavailable as exc:
+        log.warning("signup.provider_unavailable", reason=exc.reason)
+        return _outcome(
+            "unavailable",
+            problem(
+                503,
+                "provider-unavailable",
+                "Sign-up is briefly unavailable. Please try again in a moment.",
+                retry_after=exc.retry_after,
+            ),
+        )
+    metrics.SIGNUPS.labels("replayed" if registered.replayed else "created").inc()
+    return Response(
+        orjson.dumps(registered.body()),
+        status_code=201,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _outcome(outcome: str, response: Response) -> Response:
+    metrics.SIGNUPS.labels(outcome).inc()
+    return response
+
+
+@router.get("/healthz", summary="Alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Ready: database reachable; broker and outbox state reported")
+async def readyz(container: ContainerDep) -> Response:
+    report: dict[str, Any] = {
+        "database": "ok",
+        "broker": "connected" if container.publisher.connected else "disconnected",
+    }
+    status = 200
+    try:
+        async with container.uow.reader.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        outbox = await container.uow.read(lambda tx: tx.outbox.status())
+        report["outbox_pending"] = outbox.pending
+        metrics.OUTBOX_PENDING.set(outbox.pending)
+    except Exception as exc:
+        report["database"] = f"unreachable: {type(exc).__name__}"
+        status = 503
+    report["status"] = "ready" if status == 200 else "not ready"
+    return Response(orjson.dumps(report), status_code=status, media_type="application/json")

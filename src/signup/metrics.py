@@ -1,0 +1,29 @@
+"""Prometheus metrics of the service (one registry per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SIGNUPS = Counter("signup_signups_total", "Sign-up requests by outcome", ["outcome"])
+SIGNUP_LATENCY = Histogram(
+    "signup_signup_seconds",
+    "Time to answer POST /user/signup",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+PROVIDER_CALLS = Counter(
+    "signup_provider_calls_total",
+    "Identity provider calls by provider and result",
+    ["provider", "result"],
+)
+RATE_LIMIT_WAITS = Counter(
+    "signup_provider_rate_limit_waits_total", "Calls held back to respect the provider's rate limit"
+)
+RATE_LIMITED = Counter(
+    "signup_rate_limited_total", "Sign-ups refused by our own rate limit", ["limit"]
+)
+OUTBOX_PENDING = Gauge("signup_outbox_pending", "Events not yet confirmed by the broker")
+OUTBOX_OLDEST_AGE = Gauge(
+    "signup_outbox_oldest_pending_seconds", "Age of the oldest unpublished event"
+)
+PUBLISHES = Counter("signup_publishes_total", "Outbox publishes by result", ["result"])
+RECONCILIATIONS = Counter("signup_reconciliations_total", "Pending sign-ups settled", ["result"])

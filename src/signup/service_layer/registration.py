@@ -1,0 +1,348 @@
+"""The sign-up use case: intent, provider call, outcome and its event, exactly once."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+import orjson
+import structlog
+
+from signup.adapters.identity import IdentityProvider
+from signup.domain.commands import RegisterUser
+from signup.domain.errors import (
+    EmailAlreadyRegistered,
+    FieldRejected,
+    IdempotencyKeyReused,
+    OutcomeUnknown,
+    ProviderUnavailable,
+    RequestInProgress,
+)
+from signup.domain.events import UserRegistered, UserRegisteredData
+from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
+from signup.service_layer.unit_of_work import Transaction, UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+# Clocks differ between us and the provider; an account created this long before our
+# intent was recorded is still taken to be ours.
+CLOCK_SKEW = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    user_id: str
+    email: str
+    replayed: bool = False
+
+    def body(self) -> dict[str, object]:
+        return {"user_id": self.user_id, "email": self.email}
+
+
+def fingerprint(applicant: Applicant) -> str:
+    """What identifies a request for Idempotency-Key checks, without the password.
+
+    Nothing derived from the password may be stored, so two requests that differ only in
+    their password count as the same request.
+    """
+    canonical = orjson.dumps([applicant.email, applicant.given_name, applicant.family_name])
+    return hashlib.sha256(canonical).hexdigest()
+
+
+@dataclass
+class RegistrationService:
+    uow: UnitOfWork
+    provider: IdentityProvider
+    clock: Callable[[], datetime]
+    source: str
+    hide_existing: bool = False
+    # A pending sign-up younger than this is taken to be still in flight.
+    in_flight_for: timedelta = timedelta(seconds=30)
+    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+
+    # ---- the use case -------------------------------------------------------------
+
+    async def register(self, cmd: RegisterUser) -> Registered:
+        applicant = cmd.applicant
+        print_ = fingerprint(applicant)
+        if cmd.idempotency_key:
+            key = cmd.idempotency_key
+
+            async def by_key(tx: Transaction) -> SignUp | None:
+                return await tx.signups.by_idempotency_key(key)
+
+            earlier = await self.uow.read(by_key)
+            if earlier is not None:
+                replayed = await self._replay(earlier, print_)
+                if replayed is not None:
+                    return replayed
+        if self.provider.transactional:
+            return await self._register_in_our_store(cmd, print_)
+        return await self._register_remotely(cmd, print_)
+
+    async def reconcile(self, older_than: timedelta, limit: int = 500) -> dict[str, int]:
+        """Settle sign-ups whose provider outcome was never learnt (crash, timeout)."""
+        cutoff = self.clock() - older_than
+
+        async def stale(tx: Transaction) -> list[SignUp]:
+            return await tx.signups.pending_before(cutoff, limit)
+
+        report = {"completed": 0, "abandoned": 0, "failed": 0}
+        for signup in await self.uow.read(stale):
+            try:
+                report[await self.reconcile_one(signup)] += 1
+            except ProviderUnavailable as exc:
+                log.warning(
+                    "reconcile.provider_unavailable", signup_id=signup.id, reason=exc.reason
+                )
+                report["failed"] += 1
+        return report
+
+    async def reconcile_one(self, signup: SignUp) -> Literal["completed", "abandoned"]:
+        account = await self._account_made_by(signup)
+        if account is not None:
+            await self._complete(signup, account)
+            log.info("reconcile.completed", signup_id=signup.id, user_id=account.user_id)
+            return "completed"
+        abandoned = replace(
+            signup, status=SignUpStatus.ABANDONED, idempotency_key=None, response_status=None
+        )
+
+        async def abandon(tx: Transaction) -> None:
+            await tx.signups.settle(abandoned, expected=SignUpStatus.PENDING)
+
+        await self.uow.run(abandon)
+        log.info("reconcile.abandoned", signup_id=signup.id)
+        return "abandoned"
+
+    # ---- the two ways an account is made --------------------------------------------
+
+    async def _register_in_our_store(self, cmd: RegisterUser, print_: str) -> Registered:
+        applicant = cmd.applicant
+        if not self.hide_existing:
+            # Saves an Argon2 hash on a duplicate; with hidden accounts the hash is still
+            # computed so that both answers take as long.
+            async def taken(tx: Transaction) -> bool:
+                return await tx.users.exists(applicant.email)
+
+            if await self.uow.read(taken):
+                await self._record_existing(cmd, print_)
+                raise EmailAlreadyRegistered(applicant.email)
+        account = await self.provider.create_user(applicant, cmd.password)
+        signup = self._new_signup(cmd, print_, SignUpStatus.CREATED)
+        event = self._event_for(account, applicant)
+        answer = Registered(account.user_id, account.email)
+        created = replace(
+            signup,
+            user_id=account.user_id,
+            event_id=event.id,
+            response_status=201,
+            response_body=answer.body(),
+        )
+
+        async def store(tx: Transaction) -> None:
+            await tx.users.add(account)
+            await tx.signups.add(created)
+            await tx.outbox.add(event)
+
+        try:
+            await self.uow.run(store)
+        except EmailAlreadyRegistered:
+            return await self._existing(cmd, print_)
+        return answer
+
+    async def _register_remotely(self, cmd: RegisterUser, print_: str) -> Registered:
+        signup = self._new_signup(cmd, print_, SignUpStatus.PENDING)
+
+        async def intend(tx: Transaction) -> None:
+            await tx.signups.add(signup)
+
+        await self.uow.run(intend)
+        try:
+            account = await self.provider.create_user(cmd.applicant, cmd.password)
+        except EmailAlreadyRegistered:
+            return await self._on_provider_conflict(signup, cmd, print_)
+        except FieldRejected as exc:
+            await self._settle(
+                replace(
+                    signup,
+                    status=SignUpStatus.REJECTED,
+                    response_status=422,
+                    response_body={"field": exc.field, "message": exc.message},
+                )
+            )
+            raise
+        except OutcomeUnknown:
+            raise  # stays pending: reconciliation (or a retry) learns what happened
+        except ProviderUnavailable:
+            # Nothing was created: release the key so that a retry starts afresh.
+            await self._settle(replace(signup, status=SignUpStatus.ABANDONED, idempotency_key=None))
+            raise
+        return await self._complete(signup, account)
+
+    # ---- outcomes -----------------------------------------------------------------
+
+    async def _complete(self, signup: SignUp, account: CreatedAccount) -> Registered:
+        """Mark the sign-up created and queue its one event, unless someone already did."""
+        event = self._event_for(account, signup.applicant)
+        answer = Registered(account.user_id, account.email)
+        created = replace(
+            signup,
+            status=SignUpStatus.CREATED,
+            user_id=account.user_id,
+            event_id=event.id,
+            response_status=201,
+            response_body=answer.body(),
+        )
+
+        async def complete(tx: Transaction) -> SignUp | None:
+            # A sign-up given up for lost whose account turns out to exist is completed
+            # all the same: an account must never be left without its event.
+            for expected in (SignUpStatus.PENDING, SignUpStatus.ABANDONED):
+                if await tx.signups.settle(created, expected=expected):
+                    await tx.outbox.add(event)
+                    return None
+            return await tx.signups.get(signup.id)
+
+        winner = await self.uow.run(complete)
+        if winner is not None and winner.response_body and winner.user_id:
+            return Registered(winner.user_id, winner.applicant.email, replayed=True)
+        return answer
+
+    async def _on_provider_conflict(
+        self, signup: SignUp, cmd: RegisterUser, print_: str
+    ) -> Registered:
+        """A 409 may answer the retry of our own request that timed out: if so, finish it."""
+        email = signup.applicant.email
+
+        async def earlier_attempts(tx: Transaction) -> list[SignUp]:
+            return await tx.signups.pending_for_email(email)
+
+        earlier = [s for s in await self.uow.read(earlier_attempts) if s.id != signup.id]
+        for attempt in earlier:
+            account = await self._account_made_by(attempt)
+            if account is not None:
+                answer = await self._complete(attempt, account)
+                await self._settle(
+                    replace(
+                        signup,
+                        status=SignUpStatus.EXISTING,
+                        user_id=answer.user_id,
+                        response_status=201,
+                        response_body=answer.body(),
+                    )
+                )
+                return answer
+        return await self._existing(cmd, print_, signup)
+
+    async def _existing(
+        self, cmd: RegisterUser, print_: str, signup: SignUp | None = None
+    ) -> Registered:
+        answer = await self._record_existing(cmd, print_, signup)
+        if answer is not None:
+            return answer
+        raise EmailAlreadyRegistered(cmd.applicant.email)
+
+    async def _record_existing(
+        self, cmd: RegisterUser, print_: str, signup: SignUp | None = None
+    ) -> Registered | None:
+        """Remember the answer (for Idempotency-Key replays); hidden mode answers 201."""
+        hidden = (
+            Registered(f"{self.provider.name}|{secrets.token_hex(12)}", cmd.applicant.email)
+            if self.hide_existing
+            else None
+        )
+        settled = replace(
+            signup or self._new_signup(cmd, print_, SignUpStatus.EXISTING),
+            status=SignUpStatus.EXISTING,
+            response_status=201 if hidden else 409,
+            response_body=hidden.body() if hidden else {},
+        )
+        if signup is None:
+            if cmd.idempotency_key:  # only a replay needs the answer kept
+
+                async def add(tx: Transaction) -> None:
+                    await tx.signups.add(settled)
+
+                await self.uow.run(add)
+        else:
+            await self._settle(settled)
+        return hidden
+
+    async def _replay(self, earlier: SignUp, print_: str) -> Registered | None:
+        if earlier.fingerprint != print_:
+            raise IdempotencyKeyReused(earlier.idempotency_key or "")
+        if earlier.status is SignUpStatus.PENDING:
+            age = self.clock() - earlier.requested_at
+            if age < self.in_flight_for:
+                raise RequestInProgress(str((self.in_flight_for - age).total_seconds()))
+            if await self.reconcile_one(earlier) == "abandoned":
+                return None  # nothing was made: the caller tries again afresh
+            return await self._replay_settled(earlier.id)
+        return self._answer(earlier)
+
+    async def _replay_settled(self, signup_id: str) -> Registered | None:
+        async def get(tx: Transaction) -> SignUp | None:
+            return await tx.signups.get(signup_id)
+
+        settled = await self.uow.read(get)
+        return self._answer(settled) if settled else None
+
+    def _answer(self, signup: SignUp) -> Registered:
+        body = signup.response_body or {}
+        if signup.response_status == 201:
+            return Registered(str(body["user_id"]), str(body["email"]), replayed=True)
+        if signup.response_status == 422:
+            raise FieldRejected(str(body.get("field", "body")), str(body.get("message", "")))
+        if signup.response_status == 409:
+            raise EmailAlreadyRegistered(signup.applicant.email)
+        raise RequestInProgress("1")
+
+    # ---- helpers ------------------------------------------------------------------
+
+    async def _account_made_by(self, signup: SignUp) -> CreatedAccount | None:
+        for account in await self.provider.find_by_email(signup.applicant.email):
+            if account.created_at >= signup.requested_at - CLOCK_SKEW:
+                return account
+        return None
+
+    async def _settle(self, signup: SignUp) -> None:
+        async def settle(tx: Transaction) -> None:
+            await tx.signups.settle(signup, expected=SignUpStatus.PENDING)
+
+        await self.uow.run(settle)
+
+    def _new_signup(self, cmd: RegisterUser, print_: str, status: SignUpStatus) -> SignUp:
+        return SignUp(
+            id=self.new_id(),
+            applicant=cmd.applicant,
+            status=status,
+            provider=self.provider.name,
+            requested_at=self.clock(),
+            idempotency_key=cmd.idempotency_key,
+            fingerprint=print_,
+        )
+
+    def _event_for(self, account: CreatedAccount, applicant: Applicant) -> UserRegistered:
+        given = account.given_name or applicant.given_name
+        family = account.family_name or applicant.family_name
+        return UserRegistered(
+            id=self.new_id(),
+            source=self.source,
+            time=self.clock(),
+            data=UserRegisteredData(
+                user_id=account.user_id,
+                email=account.email,
+                email_verified=account.email_verified,
+                given_name=given,
+                family_name=family,
+                name=account.name or Applicant(account.email, given, family).name,
+                created_at=account.created_at,
+                identity_provider=self.provider.name,
+            ),
+        )
