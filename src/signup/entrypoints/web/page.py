@@ -1,0 +1,137 @@
+"""The branded sign-up page (`GET /`, `GET /signup`) and its static files (`/static`).
+
+Branding comes from the settings (`site_name`, `site_url`) and, optionally, from a site's
+own folder `settings.brand_dir` that overrides the package's files without editing them:
+
+- `brand_dir/templates/` is searched before the package's templates (a Jinja2 ChoiceLoader),
+  so a site can replace `signup.html` or just one partial such as `partials/header.html`;
+- `brand_dir/static/` is searched before the package's static folder, file by file
+  (`logo.svg`, `favicon.svg`, …), and `brand_dir/static/brand.css`, when present, is
+  linked after the package's stylesheet so that it can override the colours.
+
+The page carries no inline script or style, so that it works under the service's
+Content-Security-Policy (`script-src 'self'; style-src 'self'`). Nothing here does I/O
+at import time: the templates are loaded and the page rendered when the router is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import jinja2
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
+
+from signup.settings import Settings
+
+__all__ = ["mount_static", "page_router"]
+
+_HERE = Path(__file__).resolve().parent
+PACKAGE_TEMPLATES = _HERE / "templates"
+PACKAGE_STATIC = _HERE / "static"
+STATIC_PREFIX = "/static"
+PAGE_TEMPLATE = "signup.html"
+PASSWORD_MIN_LENGTH = 8
+REQUEST_TIMEOUT_MS = 15_000
+
+# The page itself is always revalidated; the assets it names carry a digest of their
+# content (`?v=…`), so a browser never keeps a stale stylesheet or script after a
+# deployment or a brand change.
+_PAGE_HEADERS = {"Cache-Control": "no-cache"}
+
+
+def _static_dirs(settings: Settings) -> list[Path]:
+    """The static folders in lookup order: the site's own first, then the package's."""
+    dirs: list[Path] = []
+    if settings.brand_dir is not None:
+        brand_static = Path(settings.brand_dir) / "static"
+        if brand_static.is_dir():
+            dirs.append(brand_static)
+    dirs.append(PACKAGE_STATIC)
+    return dirs
+
+
+def _find_static(settings: Settings, name: str) -> Path | None:
+    for directory in _static_dirs(settings):
+        candidate = directory / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _asset_url(settings: Settings, name: str) -> str | None:
+    """`/static/<name>?v=<digest>` for the file a browser will get, or None if there is none."""
+    path = _find_static(settings, name)
+    if path is None:
+        return None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return f"{STATIC_PREFIX}/{name}?v={digest}"
+
+
+def _environment(settings: Settings) -> jinja2.Environment:
+    loaders: list[jinja2.BaseLoader] = []
+    if settings.brand_dir is not None:
+        loaders.append(jinja2.FileSystemLoader(Path(settings.brand_dir) / "templates"))
+    loaders.append(jinja2.FileSystemLoader(PACKAGE_TEMPLATES))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "j2"), default_for_string=True, default=True
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_page(settings: Settings) -> str:
+    """The sign-up page's HTML for these settings (templates looked up brand-first)."""
+    required = {name: _asset_url(settings, name) for name in ("signup.css", "signup.js")}
+    missing = [name for name, url in required.items() if url is None]
+    if missing:
+        raise RuntimeError(f"sign-up page assets missing: {', '.join(missing)}")
+    context = {
+        "site_name": settings.site_name,
+        "site_url": settings.site_url.rstrip("/") or "/",
+        "css_url": required["signup.css"],
+        "js_url": required["signup.js"],
+        # brand.css only ever comes from the site's own folder: the package ships none.
+        "brand_css_url": _asset_url(settings, "brand.css"),
+        "logo_url": _asset_url(settings, "logo.svg"),
+        "favicon_url": _asset_url(settings, "favicon.svg"),
+        "signup_endpoint": "/user/signup",
+        "password_min_length": PASSWORD_MIN_LENGTH,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
+    }
+    return _environment(settings).get_template(PAGE_TEMPLATE).render(context)
+
+
+def page_router(settings: Settings) -> APIRouter:
+    """`GET /` and `GET /signup`: the branded sign-up page, rendered once per router."""
+    html = render_page(settings)
+    router = APIRouter(tags=["page"])
+
+    @router.get("/signup", response_class=HTMLResponse, summary="The sign-up page")
+    async def signup_page() -> HTMLResponse:
+        return HTMLResponse(html, headers=_PAGE_HEADERS)
+
+    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def home_page() -> HTMLResponse:
+        return HTMLResponse(html, headers=_PAGE_HEADERS)
+
+    return router
+
+
+class _LayeredStaticFiles(StaticFiles):
+    """Static files looked up in several folders in order: the first that has the file wins."""
+
+    def __init__(self, directories: list[Path]) -> None:
+        super().__init__(directory=directories[-1])
+        self.all_directories = list(directories)
+
+
+def mount_static(app: FastAPI, settings: Settings) -> None:
+    """Mount `/static`: the package's assets, each replaced by `brand_dir/static/<same name>`."""
+    app.mount(STATIC_PREFIX, _LayeredStaticFiles(_static_dirs(settings)), name="static")
