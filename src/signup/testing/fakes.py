@@ -1,0 +1,281 @@
+"""In-memory fakes of the ports, for unit tests of the service layer (no mocks)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TypeVar
+
+from signup.adapters.broker import PublishResult
+from signup.adapters.repository import OutboxEntry, OutboxStatus
+from signup.domain.errors import EmailAlreadyRegistered, RequestInProgress
+from signup.domain.events import UserRegistered
+from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
+from signup.service_layer.unit_of_work import Work
+
+T = TypeVar("T")
+
+
+@dataclass
+class _State:
+    signups: dict[str, SignUp] = field(default_factory=dict)
+    outbox: dict[str, OutboxEntry] = field(default_factory=dict)
+    published: dict[str, datetime] = field(default_factory=dict)
+    claims: dict[str, datetime] = field(default_factory=dict)
+    users: dict[str, CreatedAccount] = field(default_factory=dict)
+    leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+
+
+class FakeSignUps:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def add(self, signup: SignUp) -> None:
+        key = signup.idempotency_key
+        if key and any(s.idempotency_key == key for s in self._s.signups.values()):
+            raise RequestInProgress(key)
+        self._s.signups[signup.id] = replace(signup)
+
+    async def get(self, signup_id: str) -> SignUp | None:
+        found = self._s.signups.get(signup_id)
+        return replace(found) if found else None
+
+    async def by_idempotency_key(self, key: str) -> SignUp | None:
+        for signup in self._s.signups.values():
+            if signup.idempotency_key == key:
+                return replace(signup)
+        return None
+
+    async def pending_for_email(self, email: str) -> list[SignUp]:
+        return sorted(
+            (
+                replace(s)
+                for s in self._s.signups.values()
+                if s.applicant.email == email and s.status is SignUpStatus.PENDING
+            ),
+            key=lambda s: s.requested_at,
+        )
+
+    async def pending_before(self, cutoff: datetime, limit: int) -> list[SignUp]:
+        pending = [
+            replace(s)
+            for s in self._s.signups.values()
+            if s.status is SignUpStatus.PENDING and s.requested_at < cutoff
+        ]
+        return sorted(pending, key=lambda s: s.requested_at)[:limit]
+
+    async def settle(self, signup: SignUp, *, expected: SignUpStatus) -> bool:
+        current = self._s.signups.get(signup.id)
+        if current is None or current.status is not expected:
+            return False
+        self._s.signups[signup.id] = replace(signup, requested_at=current.requested_at)
+        return True
+
+
+class FakeOutbox:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def add(self, event: UserRegistered) -> None:
+        assert event.id not in self._s.outbox, "one outbox row per event id"
+        self._s.outbox[event.id] = OutboxEntry(
+            event.id, event.routing_key, event.type, event.to_json(), event.time
+        )
+
+    async def claim(
+        self, holder: str, until: datetime, now: datetime, limit: int
+    ) -> list[OutboxEntry]:
+        free = [
+            e
+            for i, e in self._s.outbox.items()
+            if i not in self._s.published and (i not in self._s.claims or self._s.claims[i] < now)
+        ][:limit]
+        for entry in free:
+            self._s.claims[entry.event_id] = until
+        return free
+
+    async def mark_published(self, event_ids: list[str], at: datetime) -> None:
+        for event_id in event_ids:
+            self._s.published[event_id] = at
+            self._s.claims.pop(event_id, None)
+
+    async def release(self, event_ids: list[str], error: str) -> None:
+        for event_id in event_ids:
+            self._s.claims.pop(event_id, None)
+
+    async def status(self) -> OutboxStatus:
+        pending = [e for i, e in self._s.outbox.items() if i not in self._s.published]
+        oldest = min((e.created_at for e in pending), default=None)
+        return OutboxStatus(len(pending), oldest, len(self._s.published))
+
+    async def select_for_replay(
+        self, since: datetime | None, event_id: str | None, limit: int, after_id: int
+    ) -> list[tuple[int, OutboxEntry]]:
+        rows = list(enumerate(self._s.outbox.values(), start=1))
+        return [
+            (n, e)
+            for n, e in rows
+            if n > after_id
+            and (since is None or e.created_at >= since)
+            and (event_id is None or e.event_id == event_id)
+        ][:limit]
+
+
+class FakeUsers:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def add(self, account: CreatedAccount) -> None:
+        if account.email in self._s.users:
+            raise EmailAlreadyRegistered(account.email)
+        self._s.users[account.email] = account
+
+    async def exists(self, email: str) -> bool:
+        return email in self._s.users
+
+    async def by_email(self, email: str) -> CreatedAccount | None:
+        return self._s.users.get(email)
+
+
+class FakeLeases:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        current = self._s.leases.get(name)
+        if current and current[0] != holder and current[1] > now:
+            return False
+        self._s.leases[name] = (holder, until)
+        return True
+
+    async def release(self, name: str, holder: str) -> None:
+        if self._s.leases.get(name, ("", None))[0] == holder:
+            del self._s.leases[name]
+
+
+class FakeTransaction:
+    def __init__(self, state: _State) -> None:
+        self.signups = FakeSignUps(state)
+        self.outbox = FakeOutbox(state)
+        self.users = FakeUsers(state)
+        self.leases = FakeLeases(state)
+
+
+class FakeUnitOfWork:
+    """All-or-nothing like the real one: a failed work leaves the state as it was."""
+
+    def __init__(self) -> None:
+        self.state = _State()
+        self.commits = 0
+
+    async def run(self, work: Work[T]) -> T:
+        snapshot = copy.deepcopy(self.state)
+        try:
+            result = await work(FakeTransaction(self.state))
+        except BaseException:
+            self.state = snapshot
+            raise
+        self.commits += 1
+        return result
+
+    async def read(self, work: Work[T]) -> T:
+        return await work(FakeTransaction(copy.deepcopy(self.state)))
+
+
+class FakeIdentityProvider:
+    """A remote provider whose next answers a test scripts (an exception, or None: create)."""
+
+    name = "auth0"
+    transactional = False
+
+    def __init__(self, clock: object) -> None:
+        self.accounts: dict[str, CreatedAccount] = {}
+        self.script: list[BaseException | None] = []
+        self.lookups_fail: BaseException | None = None
+        self.calls = 0
+        self._clock = clock
+        self._n = 0
+
+    def now(self) -> datetime:
+        value = self._clock()  # type: ignore[operator]
+        assert isinstance(value, datetime)
+        return value
+
+    async def create_user(self, applicant: Applicant, password: str) -> CreatedAccount:
+        self.calls += 1
+        step = self.script.pop(0) if self.script else None
+        if isinstance(step, _CreateThenFail):
+            self._create(applicant)
+            raise step.error
+        if step is not None:
+            raise step
+        if applicant.email in self.accounts:
+            raise EmailAlreadyRegistered(applicant.email)
+        return self._create(applicant)
+
+    def _create(self, applicant: Applicant) -> CreatedAccount:
+        self._n += 1
+        account = CreatedAccount(
+            user_id=f"auth0|{self._n:024x}",
+            email=applicant.email,
+            email_verified=False,
+            created_at=self.now(),
+            given_name=applicant.given_name,
+            family_name=applicant.family_name,
+            name=applicant.name,
+        )
+        self.accounts[applicant.email] = account
+        return account
+
+    async def find_by_email(self, email: str) -> list[CreatedAccount]:
+        if self.lookups_fail is not None:
+            raise self.lookups_fail
+        found = self.accounts.get(email)
+        return [found] if found else []
+
+    async def close(self) -> None:
+        return None
+
+
+class _CreateThenFail(Exception):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def create_then_fail(error: BaseException) -> BaseException:
+    """A scripted step: the account is made, then the answer is lost as `error`."""
+    return _CreateThenFail(error)
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.sent: list[OutboxEntry] = []
+        self.down = False
+
+    @property
+    def connected(self) -> bool:
+        return not self.down
+
+    async def publish(self, entries: list[OutboxEntry]) -> PublishResult:
+        if self.down:
+            return PublishResult(failed={e.event_id: "broker down" for e in entries})
+        self.sent.extend(entries)
+        return PublishResult(confirmed=[e.event_id for e in entries])
+
+    async def close(self) -> None:
+        return None
+
+
+class ManualClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(seconds=seconds)

@@ -1,0 +1,200 @@
+"""The unit of work, the outbox and the relay on real SQLite/PostgreSQL and RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from aio_pika.abc import AbstractQueue
+
+from signup.adapters.broker import AmqpPublisher
+from signup.adapters.database import create_engine
+from signup.adapters.local_users import LocalIdentityProvider
+from signup.adapters.sql import SqlUnitOfWork
+from signup.domain.commands import RegisterUser
+from signup.domain.errors import EmailAlreadyRegistered
+from signup.domain.model import Applicant
+from signup.entrypoints.relay import Relay
+from signup.service_layer.registration import RegistrationService
+from signup.service_layer.unit_of_work import Transaction
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+async def uow(database_url: str) -> AsyncIterator[SqlUnitOfWork]:
+    writer = create_engine(database_url, writer=True)
+    reader = create_engine(database_url)
+    unit = SqlUnitOfWork(writer=writer, reader=reader, clock=now)
+    yield unit
+    await unit.close()
+    await writer.dispose()
+    await reader.dispose()
+
+
+def local_service(uow: SqlUnitOfWork) -> RegistrationService:
+    provider = LocalIdentityProvider(uow, now, time_cost=1, memory_kib=1024)
+    return RegistrationService(uow=uow, provider=provider, clock=now, source="urn:signup:test")
+
+
+def command(email: str) -> RegisterUser:
+    return RegisterUser(Applicant(email, "Ada", None), "violet tractor anthem")
+
+
+async def drain_all(
+    queue: AbstractQueue, expect: int, seconds: float = 15
+) -> list[dict[str, object]]:
+    got: list[dict[str, object]] = []
+    for _ in range(int(seconds * 20)):
+        message = await queue.get(fail=False)
+        if message is None:
+            if len(got) >= expect:
+                break
+            await asyncio.sleep(0.05)
+            continue
+        await message.ack()
+        got.append(orjson.loads(message.body))
+    return got
+
+
+async def test_concurrent_signups_share_commits_and_each_has_one_event(uow: SqlUnitOfWork) -> None:
+    service = local_service(uow)
+    emails = [f"user{i}@example.com" for i in range(60)]
+    duplicates = ["same@example.com"] * 8
+    results = await asyncio.gather(
+        *(service.register(command(e)) for e in emails + duplicates), return_exceptions=True
+    )
+    created = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, EmailAlreadyRegistered)]
+    assert len(created) == 61 and len(refused) == 7, [
+        r for r in results if isinstance(r, Exception)
+    ]
+    status = await uow.read(lambda tx: tx.outbox.status())
+    assert status.pending == 61
+    assert uow.batches < 68, "concurrent work is committed together"
+
+
+async def test_relay_publishes_every_event_once_with_confirms(
+    uow: SqlUnitOfWork, amqp_url: str, exchange_name: str, bound_queue: AbstractQueue
+) -> None:
+    service = local_service(uow)
+    for i in range(25):
+        await service.register(command(f"r{i}@example.com"))
+    publisher = AmqpPublisher(amqp_url, exchange_name)
+    relay = Relay(uow=uow, publisher=publisher, clock=now, batch_size=10)
+    try:
+        total = 0
+        while (sent := await relay.drain_once())[0]:
+            total += sent[0]
+        assert total == 25
+        assert await relay.drain_once() == (0, 0)
+    finally:
+        await publisher.close()
+    events = await drain_all(bound_queue, 25)
+    assert len({e["id"] for e in events}) == 25
+    status = await uow.read(lambda tx: tx.outbox.status())
+    assert (status.pending, status.published) == (0, 25)
+
+
+async def test_broker_away_keeps_events_until_it_returns(
+    uow: SqlUnitOfWork, amqp_url: str, exchange_name: str, bound_queue: AbstractQueue
+) -> None:
+    service = local_service(uow)
+    for i in range(5):
+        await service.register(command(f"away{i}@example.com"))
+    unreachable = AmqpPublisher("amqp://guest:guest@127.0.0.1:1/", exchange_name)
+    relay = Relay(uow=uow, publisher=unreachable, clock=now, lease_seconds=0.01)
+    assert await relay.drain_once() == (0, 5)
+    assert (await uow.read(lambda tx: tx.outbox.status())).pending == 5
+    await asyncio.sleep(0.05)  # past the lease of the failed claim
+    publisher = AmqpPublisher(amqp_url, exchange_name)
+    try:
+        assert await Relay(uow=uow, publisher=publisher, clock=now).drain_once() == (5, 0)
+    finally:
+        await publisher.close()
+    assert len(await drain_all(bound_queue, 5)) == 5
+
+
+async def test_unroutable_events_are_not_marked_sent(uow: SqlUnitOfWork, amqp_url: str) -> None:
+    await local_service(uow).register(command("lonely@example.com"))
+    publisher = AmqpPublisher(amqp_url, f"test-unbound-{uuid.uuid4().hex[:8]}")
+    try:
+        assert await Relay(uow=uow, publisher=publisher, clock=now).drain_once() == (0, 1)
+    finally:
+        await publisher.close()
+    assert (await uow.read(lambda tx: tx.outbox.status())).pending == 1
+
+
+async def test_relays_sharing_an_outbox_never_publish_an_event_twice(
+    postgres_url: str, amqp_url: str, exchange_name: str, bound_queue: AbstractQueue
+) -> None:
+    units = [
+        SqlUnitOfWork(
+            writer=create_engine(postgres_url, writer=True),
+            reader=create_engine(postgres_url),
+            clock=now,
+        )
+        for _ in range(3)
+    ]
+    service = local_service(units[0])
+    await asyncio.gather(*(service.register(command(f"pg{i}@example.com")) for i in range(90)))
+    publishers = [AmqpPublisher(amqp_url, exchange_name) for _ in units]
+    relays = [
+        Relay(uow=u, publisher=p, clock=now, batch_size=7)
+        for u, p in zip(units, publishers, strict=True)
+    ]
+
+    async def drain(relay: Relay) -> int:
+        total = 0
+        while sent := (await relay.drain_once())[0]:
+            total += sent
+        return total
+
+    counts = await asyncio.gather(*(drain(r) for r in relays))
+    assert sum(counts) == 90
+    events = await drain_all(bound_queue, 90)
+    assert len(events) == 90 and len({e["id"] for e in events}) == 90
+    for unit, publisher in zip(units, publishers, strict=True):
+        await publisher.close()
+        await unit.close()
+        await unit.writer.dispose()
+        await unit.reader.dispose()
+
+
+async def test_on_sqlite_one_relay_holds_the_lease(sqlite_url: str) -> None:
+    writer, reader = create_engine(sqlite_url, writer=True), create_engine(sqlite_url)
+    uow = SqlUnitOfWork(writer=writer, reader=reader, clock=now)
+    first = Relay(uow=uow, publisher=None, clock=now, exclusive=True, holder="a")  # type: ignore[arg-type]
+    second = Relay(uow=uow, publisher=None, clock=now, exclusive=True, holder="b")  # type: ignore[arg-type]
+    assert await first._hold_lease()
+    assert not await second._hold_lease()
+    await uow.run(first._release_lease)
+    assert await second._hold_lease()
+    await uow.close()
+    await writer.dispose()
+    await reader.dispose()
+
+
+async def test_a_failed_work_in_a_batch_does_not_take_its_neighbours(uow: SqlUnitOfWork) -> None:
+    service = local_service(uow)
+    await service.register(command("taken@example.com"))
+
+    async def boom(tx: Transaction) -> None:
+        await tx.signups.pending_for_email("x")
+        raise RuntimeError("this work fails")
+
+    results = await asyncio.gather(
+        *(service.register(command(f"n{i}@example.com")) for i in range(10)),
+        uow.run(boom),
+        service.register(command("taken@example.com")),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 10
+    assert isinstance(results[10], RuntimeError) and isinstance(results[11], EmailAlreadyRegistered)
+    assert (await uow.read(lambda tx: tx.outbox.status())).pending == 11

@@ -1,0 +1,251 @@
+"""The sign-up use case with fakes: exactly one event per created account, whatever happens."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from signup.domain.commands import RegisterUser
+from signup.domain.errors import (
+    EmailAlreadyRegistered,
+    FieldRejected,
+    IdempotencyKeyReused,
+    OutcomeUnknown,
+    ProviderUnavailable,
+    RequestInProgress,
+)
+from signup.domain.events import UserRegistered
+from signup.domain.model import Applicant, SignUpStatus
+from signup.service_layer.registration import RegistrationService
+from signup.testing.fakes import (
+    FakeIdentityProvider,
+    FakeUnitOfWork,
+    ManualClock,
+    create_then_fail,
+)
+
+PASSWORD = "violet tractor anthem"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 11, 26, 10, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def uow() -> FakeUnitOfWork:
+    return FakeUnitOfWork()
+
+
+@pytest.fixture
+def provider(clock: ManualClock) -> FakeIdentityProvider:
+    return FakeIdentityProvider(clock)
+
+
+@pytest.fixture
+def service(
+    uow: FakeUnitOfWork, provider: FakeIdentityProvider, clock: ManualClock
+) -> RegistrationService:
+    return RegistrationService(uow=uow, provider=provider, clock=clock, source="urn:signup:test")
+
+
+def command(
+    email: str = "ada@example.com", key: str | None = None, given: str | None = "Ada"
+) -> RegisterUser:
+    return RegisterUser(Applicant(email, given, "Lovelace"), PASSWORD, key)
+
+
+def events(uow: FakeUnitOfWork) -> list[UserRegistered]:
+    return [UserRegistered.from_json(e.payload) for e in uow.state.outbox.values()]
+
+
+async def test_a_created_account_writes_one_event_in_the_same_transaction(
+    service: RegistrationService, uow: FakeUnitOfWork
+) -> None:
+    result = await service.register(command())
+    [event] = events(uow)
+    assert event.data.user_id == result.user_id
+    assert event.data.email == "ada@example.com"
+    assert event.data.name == "Ada Lovelace"
+    assert event.data.identity_provider == "auth0"
+    [signup] = uow.state.signups.values()
+    assert signup.status is SignUpStatus.CREATED and signup.event_id == event.id
+    assert PASSWORD not in repr(uow.state)
+
+
+async def test_existing_email_is_409_and_no_event(
+    service: RegistrationService, uow: FakeUnitOfWork
+) -> None:
+    await service.register(command())
+    with pytest.raises(EmailAlreadyRegistered):
+        await service.register(command())
+    assert len(events(uow)) == 1
+
+
+async def test_hidden_mode_answers_alike_and_sends_no_second_event(
+    uow: FakeUnitOfWork, provider: FakeIdentityProvider, clock: ManualClock
+) -> None:
+    service = RegistrationService(
+        uow=uow, provider=provider, clock=clock, source="s", hide_existing=True
+    )
+    first = await service.register(command())
+    second = await service.register(command())
+    assert second.email == first.email and second.user_id != first.user_id
+    assert second.user_id.startswith("auth0|")
+    assert len(events(uow)) == 1
+
+
+async def test_provider_refusal_is_kept_and_no_event(
+    service: RegistrationService, uow: FakeUnitOfWork, provider: FakeIdentityProvider
+) -> None:
+    provider.script = [FieldRejected("password", "too weak for the tenant")]
+    with pytest.raises(FieldRejected) as caught:
+        await service.register(command())
+    assert caught.value.field == "password"
+    assert not events(uow)
+    [signup] = uow.state.signups.values()
+    assert signup.status is SignUpStatus.REJECTED
+
+
+async def test_unavailable_provider_abandons_and_frees_the_key(
+    service: RegistrationService, uow: FakeUnitOfWork, provider: FakeIdentityProvider
+) -> None:
+    provider.script = [ProviderUnavailable("down")]
+    with pytest.raises(ProviderUnavailable):
+        await service.register(command(key="k1"))
+    result = await service.register(command(key="k1"))  # the retry starts afresh
+    assert result.user_id in {a.user_id for a in provider.accounts.values()}
+    assert len(events(uow)) == 1
+
+
+async def test_lost_answer_stays_pending_and_reconcile_completes_it_once(
+    service: RegistrationService,
+    uow: FakeUnitOfWork,
+    provider: FakeIdentityProvider,
+    clock: ManualClock,
+) -> None:
+    provider.script = [create_then_fail(OutcomeUnknown("read timeout"))]
+    with pytest.raises(OutcomeUnknown):
+        await service.register(command())
+    assert not events(uow)
+    [signup] = uow.state.signups.values()
+    assert signup.status is SignUpStatus.PENDING
+    clock.advance(300)
+    assert await service.reconcile(timedelta(seconds=120)) == {
+        "completed": 1,
+        "abandoned": 0,
+        "failed": 0,
+    }
+    assert await service.reconcile(timedelta(seconds=120)) == {
+        "completed": 0,
+        "abandoned": 0,
+        "failed": 0,
+    }
+    [event] = events(uow)
+    assert event.data.user_id == provider.accounts["ada@example.com"].user_id
+
+
+async def test_reconcile_abandons_when_nothing_was_created(
+    service: RegistrationService,
+    uow: FakeUnitOfWork,
+    provider: FakeIdentityProvider,
+    clock: ManualClock,
+) -> None:
+    provider.script = [OutcomeUnknown("timeout before the provider acted")]
+    with pytest.raises(OutcomeUnknown):
+        await service.register(command())
+    clock.advance(10)
+    assert (await service.reconcile(timedelta(seconds=120)))["abandoned"] == 0, "too young"
+    clock.advance(300)
+    assert await service.reconcile(timedelta(seconds=120)) == {
+        "completed": 0,
+        "abandoned": 1,
+        "failed": 0,
+    }
+    assert not events(uow)
+
+
+async def test_reconcile_leaves_pending_when_the_provider_cannot_be_asked(
+    service: RegistrationService,
+    uow: FakeUnitOfWork,
+    provider: FakeIdentityProvider,
+    clock: ManualClock,
+) -> None:
+    provider.script = [create_then_fail(OutcomeUnknown("timeout"))]
+    with pytest.raises(OutcomeUnknown):
+        await service.register(command())
+    clock.advance(300)
+    provider.lookups_fail = ProviderUnavailable("down")
+    assert (await service.reconcile(timedelta(seconds=120)))["failed"] == 1
+    [signup] = uow.state.signups.values()
+    assert signup.status is SignUpStatus.PENDING
+
+
+async def test_a_409_answering_our_own_timed_out_attempt_is_recognised(
+    service: RegistrationService,
+    uow: FakeUnitOfWork,
+    provider: FakeIdentityProvider,
+    clock: ManualClock,
+) -> None:
+    provider.script = [create_then_fail(OutcomeUnknown("timeout"))]
+    with pytest.raises(OutcomeUnknown):
+        await service.register(command())
+    clock.advance(2)
+    result = await service.register(command())  # the person presses the button again
+    [event] = events(uow)
+    assert result.user_id == event.data.user_id == provider.accounts["ada@example.com"].user_id
+    clock.advance(300)
+    assert (await service.reconcile(timedelta(seconds=120)))["completed"] == 0
+    assert len(events(uow)) == 1
+
+
+async def test_a_409_for_an_account_made_long_before_is_not_ours(
+    service: RegistrationService,
+    uow: FakeUnitOfWork,
+    provider: FakeIdentityProvider,
+    clock: ManualClock,
+) -> None:
+    provider._create(Applicant("ada@example.com"))  # made elsewhere, a day ago
+    clock.advance(86_400)
+    provider.script = [OutcomeUnknown("timeout before the provider acted")]
+    with pytest.raises(OutcomeUnknown):
+        await service.register(command())
+    with pytest.raises(EmailAlreadyRegistered):
+        await service.register(command())
+    assert not events(uow)
+
+
+async def test_idempotency_key_replays_the_first_answer(
+    service: RegistrationService, uow: FakeUnitOfWork, provider: FakeIdentityProvider
+) -> None:
+    first = await service.register(command(key="key-1"))
+    again = await service.register(command(key="key-1"))
+    assert (again.user_id, again.replayed) == (first.user_id, True)
+    assert provider.calls == 1 and len(events(uow)) == 1
+    with pytest.raises(IdempotencyKeyReused):
+        await service.register(command(key="key-1", given="Someone else"))
+
+
+async def test_idempotency_key_replays_errors_too(
+    service: RegistrationService, provider: FakeIdentityProvider
+) -> None:
+    provider.script = [FieldRejected("password", "weak")]
+    for _ in range(2):
+        with pytest.raises(FieldRejected):
+            await service.register(command(key="key-2"))
+    assert provider.calls == 1
+
+
+async def test_a_key_still_in_flight_is_reported(
+    service: RegistrationService, provider: FakeIdentityProvider, clock: ManualClock
+) -> None:
+    provider.script = [create_then_fail(OutcomeUnknown("timeout"))]
+    with pytest.raises(OutcomeUnknown):
+        await service.register(command(key="key-3"))
+    with pytest.raises(RequestInProgress):
+        await service.register(command(key="key-3"))
+    clock.advance(60)  # past in-flight: the replay settles the earlier attempt itself
+    result = await service.register(command(key="key-3"))
+    assert result.user_id == provider.accounts["ada@example.com"].user_id
+    assert provider.calls == 1
