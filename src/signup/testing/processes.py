@@ -39,7 +39,7 @@ class ServiceProcess:
             str(self.port),
             *self.args,
         ]
-        self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
+        self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)  # noqa: S603
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
