@@ -1,0 +1,1 @@
+"""Test helpers shipped with the package: local stand-ins for outside services."""
