@@ -249,7 +249,7 @@
     }
 
     function handleResponse(response, data) {
-      if (response.status === 201 || response.status === 200) {
+      if (response.ok) {
         return problemOf(response).then(function (body) {
           showSuccess(data, body);
         });
