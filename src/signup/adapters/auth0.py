@@ -32,6 +32,7 @@ import orjson
 import structlog
 from pydantic import SecretStr
 
+from signup import metrics
 from signup.domain.errors import (
     EmailAlreadyRegistered,
     FieldRejected,
@@ -229,6 +230,7 @@ class RateGate:
         else:
             queue.append(waiter)
         self.waits += 1
+        metrics.RATE_LIMIT_WAITS.inc()
         self._arm(wait)
         try:
             async with asyncio.timeout_at(deadline):
@@ -656,13 +658,16 @@ class Auth0IdentityProvider:
             answer: _Answer | None = None
             try:
                 answer = await self._exchange(method, url, body=body, token=token, params=params)
+                metrics.PROVIDER_CALLS.labels("auth0", str(answer.status)).inc()
             except _NotSent as exc:
+                metrics.PROVIDER_CALLS.labels("auth0", "not_sent").inc()
                 self.unavailable += 1
                 log.warning("auth0.unreachable", method=method, url=url, error=exc.detail)
                 raise ProviderUnavailable(
                     "Auth0 is unreachable", retry_after=_RETRY_OUTAGE
                 ) from None
             except _Lost as exc:
+                metrics.PROVIDER_CALLS.labels("auth0", "no_answer").inc()
                 log.warning("auth0.no_answer", method=method, url=url, error=exc.detail)
                 if writes:
                     self.outcome_unknown += 1
