@@ -118,3 +118,46 @@ def test_cli_help_explains_each_command() -> None:
         assert command in result.stdout
     outbox = run_cli({}, "outbox", "--help")
     assert "status" in outbox.stdout and "replay" in outbox.stdout
+
+
+async def test_auth0_mode_against_the_standin(
+    tmp_path: Path, exchange_name: str, bound_queue: AbstractQueue
+) -> None:
+    from signup.testing.auth0_standin import running_standin
+
+    async with running_standin(password_policy="fair") as standin:
+        env = env_for(
+            tmp_path,
+            exchange_name,
+            SIGNUP_IDENTITY_PROVIDER="auth0",
+            SIGNUP_AUTH0_DOMAIN=standin.domain,
+            SIGNUP_AUTH0_CLIENT_ID=standin.client_id,
+            SIGNUP_AUTH0_CLIENT_SECRET=standin.client_secret,
+            SIGNUP_AUTH0_BASE_URL=standin.url,
+        )
+        service = ServiceProcess(env, tmp_path / "serve.log").start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                body = {
+                    "email": "ada@example.com",
+                    "password": "Violet Tractor 42",
+                    "given_name": "Ada",
+                }
+                async with http.post(f"{service.url}/user/signup", json=body) as response:
+                    created = await response.json()
+                    assert response.status == 201, created
+                async with http.post(f"{service.url}/user/signup", json=body) as response:
+                    assert response.status == 409
+                weak = {"email": "bob@example.com", "password": "violet tractor anthem"}
+                async with http.post(f"{service.url}/user/signup", json=weak) as response:
+                    problem = await response.json(content_type=None)
+                    assert response.status == 422, problem
+                    assert problem["errors"][0]["field"] == "password"
+            [event] = await collect(bound_queue, 1)
+        finally:
+            service.stop()
+        assert created["user_id"].startswith("auth0|")
+        assert event["data"]["user_id"] == created["user_id"]  # type: ignore[index]
+        assert event["data"]["identity_provider"] == "auth0"  # type: ignore[index]
+        assert {u["email"] for u in standin.state.users.values()} == {"ada@example.com"}
+        assert standin.state.counters.token_requests == 1
