@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
@@ -75,6 +76,17 @@ def create_app(
             for e in exc.errors()
         ]
         return problem(422, "invalid-input", "Some fields need attention.", errors=errors)
+
+    @app.exception_handler(DBAPIError)
+    async def storage_unavailable(request: Request, exc: DBAPIError) -> Response:
+        # Whatever was committed stays committed; a pending sign-up is settled later.
+        structlog.get_logger(__name__).error("storage.unavailable", error=type(exc.orig).__name__)
+        return problem(
+            503,
+            "storage-unavailable",
+            "Sign-up is briefly unavailable. Please try again in a moment.",
+            retry_after=5,
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -214,6 +214,7 @@ async def _sign_up(
             ),
         )
     metrics.SIGNUPS.labels("replayed" if registered.replayed else "created").inc()
+    log.info("signup.created", user_id=registered.user_id, replayed=registered.replayed)
     return Response(
         orjson.dumps(registered.body()),
         status_code=201,
