@@ -30,6 +30,7 @@ from signup.adapters.crm import Crm, HttpCrm
 from signup.adapters.database import create_engine, migrate
 from signup.adapters.mailer import Mailer, SmtpMailer
 from signup.adapters.processed import SqlProcessedEvents
+from signup.log_config import configure_logging
 from signup.service_layer.consumers import (
     CONSUMERS,
     CRM_SYNC,
@@ -142,6 +143,7 @@ async def run_worker(
 
 def _run(name: str, prefix: str) -> None:
     settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
     try:
         asyncio.run(run_worker(name, settings, prefix=prefix))
     except ValueError as exc:  # missing or invalid settings
