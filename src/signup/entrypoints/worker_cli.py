@@ -141,9 +141,18 @@ async def run_worker(
             loop.remove_signal_handler(signum)
 
 
-def _run(name: str, prefix: str) -> None:
+METRICS_PORT_OPTION = typer.Option(
+    None, "--metrics-port", help="Serve Prometheus metrics on this port (127.0.0.1)."
+)
+
+
+def _run(name: str, prefix: str, metrics_port: int | None = None) -> None:
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
     try:
         asyncio.run(run_worker(name, settings, prefix=prefix))
     except ValueError as exc:  # missing or invalid settings
@@ -152,23 +161,25 @@ def _run(name: str, prefix: str) -> None:
 
 
 @worker_app.command("welcome-email")
-def welcome_email(prefix: str = PREFIX_OPTION) -> None:
+def welcome_email(
+    prefix: str = PREFIX_OPTION, metrics_port: int | None = METRICS_PORT_OPTION
+) -> None:
     """Send the welcome e-mail for every new user (SMTP: SIGNUP_SMTP_*, SIGNUP_MAIL_FROM).
 
     Runs until SIGTERM or SIGINT, then finishes the messages in hand. A refused
     recipient (5xx) is parked; a busy or unreachable server is retried.
     """
-    _run(WELCOME_EMAIL, prefix)
+    _run(WELCOME_EMAIL, prefix, metrics_port)
 
 
 @worker_app.command("crm-sync")
-def crm_sync(prefix: str = PREFIX_OPTION) -> None:
+def crm_sync(prefix: str = PREFIX_OPTION, metrics_port: int | None = METRICS_PORT_OPTION) -> None:
     """Push every new user to the CRM as a signed webhook (SIGNUP_CRM_URL, SIGNUP_CRM_SECRET).
 
     Runs until SIGTERM or SIGINT, then finishes the messages in hand. 2xx is done;
     408, 429, 5xx and network faults are retried; other 4xx answers are parked.
     """
-    _run(CRM_SYNC, prefix)
+    _run(CRM_SYNC, prefix, metrics_port)
 
 
 def _check_name(name: str) -> str:
