@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -37,6 +38,10 @@ class SignUpRepository(Protocol):
     async def pending_for_email(self, email: str) -> list[SignUp]: ...
 
     async def pending_before(self, cutoff: datetime, limit: int) -> list[SignUp]: ...
+
+    async def created_for(self, user_id: str, emails: Collection[str]) -> SignUp | None:
+        """The sign-up that completed with this account (looked up under these e-mails)."""
+        ...
 
     async def settle(self, signup: SignUp, *, expected: SignUpStatus) -> bool:
         """Write the sign-up's new state if it is still `expected`; False if someone else won."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -110,6 +110,15 @@ class SqlSignUps:
             .limit(limit)
         )
         return [_signup_from_row(r) for r in await self._conn.execute(query)]
+
+    async def created_for(self, user_id: str, emails: Collection[str]) -> SignUp | None:
+        query = select(t.signups).where(
+            t.signups.c.email.in_(sorted(emails)),  # the indexed column narrows it first
+            t.signups.c.user_id == user_id,
+            t.signups.c.status == SignUpStatus.CREATED.value,
+        )
+        row = (await self._conn.execute(query)).first()
+        return _signup_from_row(row) if row else None
 
     async def settle(self, signup: SignUp, *, expected: SignUpStatus) -> bool:
         values = _signup_values(signup, self._clock())

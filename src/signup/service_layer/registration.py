@@ -201,6 +201,19 @@ class RegistrationService:
         )
 
         async def complete(tx: Transaction) -> SignUp | None:
+            # One account, one event: when another sign-up of this person already
+            # completed with this account (a retry without the Idempotency-Key, a second
+            # tab, reconciliation of an earlier attempt), this one takes its answer and
+            # queues nothing.
+            owner = await tx.signups.created_for(
+                account.user_id, {signup.applicant.email, account.email}
+            )
+            if owner is not None and owner.id != signup.id:
+                duplicate = replace(created, status=SignUpStatus.EXISTING, event_id=None)
+                for expected in (SignUpStatus.PENDING, SignUpStatus.ABANDONED):
+                    if await tx.signups.settle(duplicate, expected=expected):
+                        return owner
+                return await tx.signups.get(signup.id)
             # A sign-up given up for lost whose account turns out to exist is completed
             # all the same: an account must never be left without its event.
             for expected in (SignUpStatus.PENDING, SignUpStatus.ABANDONED):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
@@ -64,6 +65,16 @@ class FakeSignUps:
             if s.status is SignUpStatus.PENDING and s.requested_at < cutoff
         ]
         return sorted(pending, key=lambda s: s.requested_at)[:limit]
+
+    async def created_for(self, user_id: str, emails: Collection[str]) -> SignUp | None:
+        for signup in self._s.signups.values():
+            if (
+                signup.status is SignUpStatus.CREATED
+                and signup.user_id == user_id
+                and signup.applicant.email in emails
+            ):
+                return replace(signup)
+        return None
 
     async def settle(self, signup: SignUp, *, expected: SignUpStatus) -> bool:
         current = self._s.signups.get(signup.id)
