@@ -1,0 +1,1 @@
+"""The sign-up service benchmark: `python -m bench` (see README.md)."""

@@ -1,0 +1,53 @@
+"""`python -m bench` (`make bench`): the sign-up service's performance figures, one table.
+
+See bench/README.md for what each row measures and how. Options:
+
+    python -m bench [--runs 3] [--duration 10] [--workers 2] [--connections 128]
+                    [--rows 1,3,4] [--out bench/results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from bench.harness import Options, run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per row-1 run (the issue: 30)"
+    )
+    parser.add_argument("--local-duration", type=float, default=6.0, help="seconds per row-4 run")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("BENCH_WEB_CONCURRENCY", "2")),
+        help="SIGNUP_WEB_CONCURRENCY for the service, and the ceilings' worker count",
+    )
+    parser.add_argument("--connections", type=int, default=128, help="wrk connections (max load)")
+    parser.add_argument("--relay-events", type=int, default=20_000)
+    parser.add_argument("--rows", default="1,3,4", help="which rows to run (5 comes with 1)")
+    parser.add_argument("--out", default="bench/results.md")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+    options = Options(
+        runs=args.runs,
+        duration=args.duration,
+        local_duration=args.local_duration,
+        workers=args.workers,
+        connections=args.connections,
+        relay_events=args.relay_events,
+        rows={int(r) for r in args.rows.split(",") if r.strip()},
+        out=args.out,
+        keep=args.keep,
+    )
+    sys.exit(asyncio.run(run(options)))
+
+
+if __name__ == "__main__":
+    main()
