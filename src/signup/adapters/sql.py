@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from signup.adapters import tables as t
 from signup.adapters.repository import OutboxEntry, OutboxStatus
-from signup.domain.errors import EmailAlreadyRegistered, RequestInProgress
+from signup.domain.errors import AccountAlreadyCompleted, EmailAlreadyRegistered, RequestInProgress
 from signup.domain.events import UserRegistered
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
 from signup.service_layer.unit_of_work import Work
@@ -123,11 +123,16 @@ class SqlSignUps:
     async def settle(self, signup: SignUp, *, expected: SignUpStatus) -> bool:
         values = _signup_values(signup, self._clock())
         del values["requested_at"]
-        result = await self._conn.execute(
-            update(t.signups)
-            .where(t.signups.c.id == signup.id, t.signups.c.status == expected.value)
-            .values(**values)
-        )
+        try:
+            result = await self._conn.execute(
+                update(t.signups)
+                .where(t.signups.c.id == signup.id, t.signups.c.status == expected.value)
+                .values(**values)
+            )
+        except IntegrityError as exc:  # ux_signups_created_user: another process won
+            if signup.status is SignUpStatus.CREATED:
+                raise AccountAlreadyCompleted(signup.user_id or "") from exc
+            raise
         return bool(result.rowcount)
 
 

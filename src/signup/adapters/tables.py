@@ -60,6 +60,14 @@ signups = Table(
     Column("event_id", String(36), unique=True),
     Column("response_status", Integer),
     Column("response_body", Text),
+    # Two processes completing one account at the same instant: the second one fails here.
+    Index(
+        "ux_signups_created_user",
+        "user_id",
+        unique=True,
+        sqlite_where=Column("status") == "created",
+        postgresql_where=Column("status") == "created",
+    ),
     Index(
         "ix_signups_pending",
         "requested_at",

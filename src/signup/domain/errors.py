@@ -40,5 +40,9 @@ class IdempotencyKeyReused(SignUpError):
     """The same Idempotency-Key came with a different request body."""
 
 
+class AccountAlreadyCompleted(SignUpError):
+    """Another sign-up completed with this account first (its event is the account's one)."""
+
+
 class RequestInProgress(SignUpError):
     """A request with this Idempotency-Key is still being processed."""

@@ -16,6 +16,7 @@ import structlog
 from signup.adapters.identity import IdentityProvider
 from signup.domain.commands import RegisterUser
 from signup.domain.errors import (
+    AccountAlreadyCompleted,
     EmailAlreadyRegistered,
     FieldRejected,
     IdempotencyKeyReused,
@@ -222,7 +223,12 @@ class RegistrationService:
                     return None
             return await tx.signups.get(signup.id)
 
-        winner = await self.uow.run(complete)
+        try:
+            winner = await self.uow.run(complete)
+        except AccountAlreadyCompleted:
+            # Another process completed this account in the same instant; its sign-up
+            # is now visible, so this one settles as a duplicate of it.
+            winner = await self.uow.run(complete)
         if winner is not None and winner.response_body and winner.user_id:
             return Registered(winner.user_id, winner.applicant.email, replayed=True)
         return answer
