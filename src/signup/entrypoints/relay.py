@@ -54,7 +54,9 @@ class Relay:
         while not stop.is_set():
             try:
                 if self.exclusive and not await self._hold_lease():
-                    await self._sleep(stop, self.poll_seconds)
+                    # Not the leader: our own commits' wake-ups are no reason to ask again
+                    # (each ask is a write transaction); wait out the poll period.
+                    await self._sleep(stop, self.poll_seconds, wakeable=False)
                     continue
                 sent, failed = await self.drain_once()
                 backoff = min(max(backoff * 2, 0.2), 5.0) if failed else 0.0
@@ -123,8 +125,10 @@ class Relay:
     async def _release_lease(self, tx: Transaction) -> None:
         await tx.leases.release(RELAY_LEASE, self.holder)
 
-    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
-        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+    async def _sleep(self, stop: asyncio.Event, seconds: float, *, wakeable: bool = True) -> None:
+        waiters = [asyncio.ensure_future(stop.wait())]
+        if wakeable:
+            waiters.append(asyncio.ensure_future(self._wake.wait()))
         try:
             await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
