@@ -186,7 +186,7 @@ async def test_a_failed_work_in_a_batch_does_not_take_its_neighbours(uow: SqlUni
     await service.register(command("taken@example.com"))
 
     async def boom(tx: Transaction) -> None:
-        await tx.signups.pending_for_email("x")
+        await tx.signups.unsettled_for_email("x")
         raise RuntimeError("this work fails")
 
     results = await asyncio.gather(

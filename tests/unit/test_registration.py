@@ -249,3 +249,21 @@ async def test_a_key_still_in_flight_is_reported(
     result = await service.register(command(key="key-3"))
     assert result.user_id == provider.accounts["ada@example.com"].user_id
     assert provider.calls == 1
+
+
+async def test_an_account_made_after_reconcile_gave_up_gets_its_event_on_retry(
+    service: RegistrationService,
+    uow: FakeUnitOfWork,
+    provider: FakeIdentityProvider,
+    clock: ManualClock,
+) -> None:
+    provider.script = [OutcomeUnknown("timeout before the provider acted")]
+    with pytest.raises(OutcomeUnknown):
+        await service.register(command())
+    clock.advance(300)
+    assert (await service.reconcile(timedelta(seconds=120)))["abandoned"] == 1
+    provider._create(Applicant("ada@example.com", "Ada", "Lovelace"))  # the late creation
+    clock.advance(5)
+    result = await service.register(command())  # the person tries again: Auth0 says 409
+    [event] = events(uow)
+    assert result.user_id == event.data.user_id == provider.accounts["ada@example.com"].user_id

@@ -91,10 +91,13 @@ class SqlSignUps:
         row = (await self._conn.execute(query)).first()
         return _signup_from_row(row) if row else None
 
-    async def pending_for_email(self, email: str) -> list[SignUp]:
+    async def unsettled_for_email(self, email: str) -> list[SignUp]:
         query = (
             select(t.signups)
-            .where(t.signups.c.email == email, t.signups.c.status == SignUpStatus.PENDING.value)
+            .where(
+                t.signups.c.email == email,
+                t.signups.c.status.in_([SignUpStatus.PENDING.value, SignUpStatus.ABANDONED.value]),
+            )
             .order_by(t.signups.c.requested_at)
         )
         return [_signup_from_row(r) for r in await self._conn.execute(query)]

@@ -236,15 +236,20 @@ class RegistrationService:
     async def _on_provider_conflict(
         self, signup: SignUp, cmd: RegisterUser, print_: str
     ) -> Registered:
-        """A 409 may answer the retry of our own request that timed out: if so, finish it."""
+        """A 409 may answer the retry of our own request that timed out: if so, finish it.
+
+        Abandoned attempts count too: an account Auth0 made after reconciliation gave up
+        on its sign-up still gets its one event when the person tries again.
+        """
         email = signup.applicant.email
 
         async def earlier_attempts(tx: Transaction) -> list[SignUp]:
-            return await tx.signups.pending_for_email(email)
+            return await tx.signups.unsettled_for_email(email)
 
         earlier = [s for s in await self.uow.read(earlier_attempts) if s.id != signup.id]
+        accounts = await self.provider.find_by_email(email) if earlier else []
         for attempt in earlier:
-            account = await self._account_made_by(attempt)
+            account = _made_after(accounts, attempt)
             if account is not None:
                 answer = await self._complete(attempt, account)
                 await self._settle(
@@ -325,10 +330,7 @@ class RegistrationService:
     # ---- helpers ------------------------------------------------------------------
 
     async def _account_made_by(self, signup: SignUp) -> CreatedAccount | None:
-        for account in await self.provider.find_by_email(signup.applicant.email):
-            if account.created_at >= signup.requested_at - CLOCK_SKEW:
-                return account
-        return None
+        return _made_after(await self.provider.find_by_email(signup.applicant.email), signup)
 
     async def _settle(self, signup: SignUp) -> None:
         async def settle(tx: Transaction) -> None:
@@ -365,3 +367,11 @@ class RegistrationService:
                 identity_provider=self.provider.name,
             ),
         )
+
+
+def _made_after(accounts: list[CreatedAccount], signup: SignUp) -> CreatedAccount | None:
+    """The account this sign-up's request made, judged by when it was created."""
+    for account in accounts:
+        if account.created_at >= signup.requested_at - CLOCK_SKEW:
+            return account
+    return None

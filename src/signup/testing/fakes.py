@@ -48,12 +48,13 @@ class FakeSignUps:
                 return replace(signup)
         return None
 
-    async def pending_for_email(self, email: str) -> list[SignUp]:
+    async def unsettled_for_email(self, email: str) -> list[SignUp]:
         return sorted(
             (
                 replace(s)
                 for s in self._s.signups.values()
-                if s.applicant.email == email and s.status is SignUpStatus.PENDING
+                if s.applicant.email == email
+                and s.status in (SignUpStatus.PENDING, SignUpStatus.ABANDONED)
             ),
             key=lambda s: s.requested_at,
         )
