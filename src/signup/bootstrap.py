@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signup import metrics
 from signup.adapters.broker import AmqpPublisher, EventPublisher
-from signup.adapters.database import create_engine
+from signup.adapters.database import create_engine, create_sqlite_writer
 from signup.adapters.identity import IdentityProvider
 from signup.adapters.local_users import LocalIdentityProvider
 from signup.adapters.rate_limit import AttemptLimiter, LimitsAttemptLimiter
@@ -87,7 +87,12 @@ def bootstrap(
     """Wire everything; nothing connects until first used (engines and clients are lazy)."""
     writer = create_engine(settings.database_url, writer=True)
     reader = create_engine(settings.database_url)
-    uow = SqlUnitOfWork(writer=writer, reader=reader, clock=clock)
+    uow = SqlUnitOfWork(
+        writer=writer,
+        reader=reader,
+        clock=clock,
+        inline_writer=create_sqlite_writer(settings.database_url),
+    )
     provider = provider or build_provider(settings, uow, clock)
     registration = RegistrationService(
         uow=uow,

@@ -7,7 +7,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -36,27 +37,51 @@ def create_engine(url: str, *, pool_size: int = 10, writer: bool = False) -> Asy
             pool_size=1 if writer else pool_size,
             max_overflow=0 if writer else pool_size,
         )
-        begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _begin(conn: Any) -> None:
-            conn.exec_driver_sql(begin)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            # Hand transaction control to the "begin" hook above (SQLAlchemy's recipe).
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            # WAL lets readers run beside the writer; NORMAL is durable at every
-            # checkpoint and loses no committed transaction on a process crash.
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
+        _sqlite_setup(engine.sync_engine, writer=writer)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def create_sqlite_writer(url: str) -> Engine | None:
+    """For a SQLite file: a plain (pysqlite) writer engine with the same settings.
+
+    The unit of work runs each batch on it in one thread of its own, so a batch costs
+    one hand-over between threads instead of several per statement. None for other
+    databases and for in-memory SQLite (a second engine would see another database).
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    _ensure_sqlite_folder(url)
+    engine = create_sync_engine(
+        parsed.set(drivername="sqlite+pysqlite"),
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        pool_size=1,
+        max_overflow=0,
+    )
+    _sqlite_setup(engine, writer=True)
+    return engine
+
+
+def _sqlite_setup(engine: Engine, *, writer: bool) -> None:
+    begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to the "begin" hook above (SQLAlchemy's recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run beside the writer; NORMAL is durable at every
+        # checkpoint and loses no committed transaction on a process crash.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
 
 
 def migrate(url: str) -> None:

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
 import structlog
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Executable,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -63,7 +76,7 @@ def _signup_values(signup: SignUp, now: datetime) -> dict[str, Any]:
 
 
 class SqlSignUps:
-    def __init__(self, conn: AsyncConnection, clock: Callable[[], datetime]) -> None:
+    def __init__(self, conn: AnyConnection, clock: Callable[[], datetime]) -> None:
         self._conn = conn
         self._clock = clock
 
@@ -140,7 +153,7 @@ class SqlSignUps:
 
 
 class SqlOutbox:
-    def __init__(self, conn: AsyncConnection, written: Callable[[], None]) -> None:
+    def __init__(self, conn: AnyConnection, written: Callable[[], None]) -> None:
         self._conn = conn
         self._written = written
 
@@ -257,7 +270,7 @@ class SqlOutbox:
 
 
 class SqlUsers:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AnyConnection) -> None:
         self._conn = conn
 
     async def add(self, account: CreatedAccount) -> None:
@@ -300,7 +313,7 @@ class SqlUsers:
 class SqlLeases:
     """Named leases: who may act alone (the one relay on SQLite), until when."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AnyConnection) -> None:
         self._conn = conn
 
     async def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
@@ -323,8 +336,40 @@ class SqlLeases:
         )
 
 
+class InlineConnection:
+    """An `AsyncConnection` look-alike over a plain `Connection`: awaiting never suspends.
+
+    The repositories above await `execute`; over this connection that await completes
+    at once, so a unit of work can be driven to its end in one thread (see
+    `SqlUnitOfWork`) with the very same repository code.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return self._conn.execute(statement, parameters)
+
+
+AnyConnection = AsyncConnection | InlineConnection
+
+
+def run_inline(awaitable: Awaitable[T]) -> T:
+    """Run a coroutine that never suspends (a unit of work on an `InlineConnection`)."""
+    steps = awaitable.__await__()
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    steps.close()
+    raise RuntimeError("a unit of work awaited something other than its transaction")
+
+
 class SqlTransaction:
-    def __init__(self, conn: AsyncConnection, clock: Callable[[], datetime]) -> None:
+    def __init__(self, conn: AnyConnection, clock: Callable[[], datetime]) -> None:
         self.outbox_written = False
         self.signups = SqlSignUps(conn, clock)
         self.outbox = SqlOutbox(conn, self._mark_written)
@@ -357,8 +402,14 @@ class SqlUnitOfWork:
     clock: Callable[[], datetime]
     max_batch: int = 256
     on_outbox_written: Callable[[], None] | None = None
+    # SQLite: a plain engine on the same file. Each batch then runs start to commit in
+    # one thread of its own (one hand-over per batch; through aiosqlite every
+    # statement costs several, each waiting for a turn of the event loop).
+    inline_writer: Engine | None = None
     _queue: asyncio.Queue[_Job] | None = field(default=None, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _thread: ThreadPoolExecutor | None = field(default=None, init=False)
+    _committing: bool = field(default=False, init=False)
     batches: int = field(default=0, init=False)
 
     async def run(self, work: Work[T]) -> T:
@@ -381,11 +432,17 @@ class SqlUnitOfWork:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._thread is not None:
+            if self.inline_writer is not None:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self.inline_writer.dispose
+                )
+            self._thread.shutdown(wait=True)
+            self._thread = None
 
-    @staticmethod
-    async def _drained(queue: asyncio.Queue[_Job]) -> None:
+    async def _drained(self, queue: asyncio.Queue[_Job]) -> None:
         for _ in range(500):  # at most about 5 s for work already accepted
-            if queue.empty():
+            if queue.empty() and not self._committing:
                 return
             await asyncio.sleep(0.01)
 
@@ -394,7 +451,52 @@ class SqlUnitOfWork:
             jobs = [await queue.get()]
             while len(jobs) < self.max_batch and not queue.empty():
                 jobs.append(queue.get_nowait())
-            await self._commit(jobs)
+            self._committing = True
+            try:
+                if self.inline_writer is not None:
+                    await self._commit_in_thread(jobs)
+                else:
+                    await self._commit(jobs)
+            finally:
+                self._committing = False
+
+    async def _commit_in_thread(self, jobs: list[_Job]) -> None:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="uow-writer")
+        # Shielded: a batch handed to the thread is committed and answered even if this
+        # task is cancelled meanwhile (close() waits for it).
+        outcomes, written = await asyncio.shield(
+            asyncio.get_running_loop().run_in_executor(self._thread, self._commit_inline, jobs)
+        )
+        for job, (ok, value) in zip(jobs, outcomes, strict=True):
+            if job.future.done():
+                continue
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+        if written and self.on_outbox_written is not None:
+            self.on_outbox_written()
+
+    def _commit_inline(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], bool]:
+        """In the writer thread: the batch in one transaction; on failure, each alone."""
+        assert self.inline_writer is not None
+        try:
+            with self.inline_writer.begin() as conn:
+                tx = SqlTransaction(InlineConnection(conn), self.clock)
+                results = [run_inline(job.work(tx)) for job in jobs]
+        except Exception as exc:
+            if len(jobs) == 1:
+                return [(False, exc)], False
+            outcomes: list[tuple[bool, Any]] = []
+            written = False
+            for job in jobs:
+                alone, wrote = self._commit_inline([job])
+                outcomes += alone
+                written = written or wrote
+            return outcomes, written
+        self.batches += 1
+        return [(True, result) for result in results], tx.outbox_written
 
     async def _commit(self, jobs: list[_Job]) -> None:
         results: list[Any] = []
