@@ -18,6 +18,7 @@ from sqlalchemy import (
     Engine,
     Executable,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -37,6 +38,48 @@ from signup.service_layer.unit_of_work import Work
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
+
+# The statements of the hot path, built once: values go in as parameters, so SQLAlchemy
+# neither rebuilds them nor recomputes their cache key on every call (that was most of
+# the cost of a write). Bound names start with `p_`, apart from the columns' own.
+_s, _o = t.signups.c, t.outbox.c
+_SIGNUP_INSERT = insert(t.signups)
+_SIGNUP_BY_ID = select(t.signups).where(_s.id == bindparam("p_id"))
+_SIGNUP_CREATED_FOR = select(t.signups).where(
+    _s.email.in_(bindparam("p_emails", expanding=True)),  # the indexed column narrows it first
+    _s.user_id == bindparam("p_user_id"),
+    _s.status == SignUpStatus.CREATED.value,
+)
+_SIGNUP_SETTLE = update(t.signups).where(
+    _s.id == bindparam("p_id"), _s.status == bindparam("p_expected")
+)
+_OUTBOX_INSERT = insert(t.outbox)
+_OUTBOX_CLAIMABLE = (
+    select(
+        _o.id, _o.event_id, _o.routing_key, _o.event_type, _o.payload, _o.created_at, _o.attempts
+    )
+    .where(
+        _o.published_at.is_(None),
+        or_(_o.claimed_until.is_(None), _o.claimed_until < bindparam("p_now")),
+    )
+    .order_by(_o.id)
+    .limit(bindparam("p_limit"))
+    .with_for_update(skip_locked=True)
+)
+_OUTBOX_CLAIM = (
+    update(t.outbox)
+    .where(_o.id.in_(bindparam("p_ids", expanding=True)))
+    .values(
+        claimed_until=bindparam("p_until"),
+        claimed_by=bindparam("p_holder"),
+        attempts=_o.attempts + 1,
+    )
+)
+_OUTBOX_PUBLISHED = (
+    update(t.outbox)
+    .where(_o.event_id.in_(bindparam("p_ids", expanding=True)))
+    .values(published_at=bindparam("p_at"), claimed_until=None, last_error=None)
+)
 
 
 def _signup_from_row(row: Any) -> SignUp:
@@ -86,7 +129,7 @@ class SqlSignUps:
             raise RequestInProgress(key)
         try:
             await self._conn.execute(
-                insert(t.signups).values(id=signup.id, **_signup_values(signup, self._clock()))
+                _SIGNUP_INSERT, {"id": signup.id, **_signup_values(signup, self._clock())}
             )
         except IntegrityError as exc:  # the same key, committed by another process meanwhile
             if key:
@@ -94,9 +137,7 @@ class SqlSignUps:
             raise
 
     async def get(self, signup_id: str) -> SignUp | None:
-        row = (
-            await self._conn.execute(select(t.signups).where(t.signups.c.id == signup_id))
-        ).first()
+        row = (await self._conn.execute(_SIGNUP_BY_ID, {"p_id": signup_id})).first()
         return _signup_from_row(row) if row else None
 
     async def by_idempotency_key(self, key: str) -> SignUp | None:
@@ -128,23 +169,16 @@ class SqlSignUps:
         return [_signup_from_row(r) for r in await self._conn.execute(query)]
 
     async def created_for(self, user_id: str, emails: Collection[str]) -> SignUp | None:
-        query = select(t.signups).where(
-            t.signups.c.email.in_(sorted(emails)),  # the indexed column narrows it first
-            t.signups.c.user_id == user_id,
-            t.signups.c.status == SignUpStatus.CREATED.value,
-        )
-        row = (await self._conn.execute(query)).first()
+        params = {"p_emails": sorted(emails), "p_user_id": user_id}
+        row = (await self._conn.execute(_SIGNUP_CREATED_FOR, params)).first()
         return _signup_from_row(row) if row else None
 
     async def settle(self, signup: SignUp, *, expected: SignUpStatus) -> bool:
         values = _signup_values(signup, self._clock())
         del values["requested_at"]
+        values |= {"p_id": signup.id, "p_expected": expected.value}
         try:
-            result = await self._conn.execute(
-                update(t.signups)
-                .where(t.signups.c.id == signup.id, t.signups.c.status == expected.value)
-                .values(**values)
-            )
+            result = await self._conn.execute(_SIGNUP_SETTLE, values)
         except IntegrityError as exc:  # ux_signups_created_user: another process won
             if signup.status is SignUpStatus.CREATED:
                 raise AccountAlreadyCompleted(signup.user_id or "") from exc
@@ -159,37 +193,27 @@ class SqlOutbox:
 
     async def add(self, event: UserRegistered) -> None:
         await self._conn.execute(
-            insert(t.outbox).values(
-                event_id=event.id,
-                event_type=event.type,
-                routing_key=event.routing_key,
-                payload=event.to_json().decode(),
-                created_at=event.time,
-                attempts=0,
-            )
+            _OUTBOX_INSERT,
+            {
+                "event_id": event.id,
+                "event_type": event.type,
+                "routing_key": event.routing_key,
+                "payload": event.to_json().decode(),
+                "created_at": event.time,
+                "attempts": 0,
+            },
         )
         self._written()
 
     async def claim(
         self, holder: str, until: datetime, now: datetime, limit: int
     ) -> list[OutboxEntry]:
-        o = t.outbox.c
-        query = (
-            select(
-                o.id, o.event_id, o.routing_key, o.event_type, o.payload, o.created_at, o.attempts
-            )
-            .where(o.published_at.is_(None), or_(o.claimed_until.is_(None), o.claimed_until < now))
-            .order_by(o.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = (await self._conn.execute(query)).all()
+        rows = (await self._conn.execute(_OUTBOX_CLAIMABLE, {"p_now": now, "p_limit": limit})).all()
         if not rows:
             return []
         await self._conn.execute(
-            update(t.outbox)
-            .where(o.id.in_([r.id for r in rows]))
-            .values(claimed_until=until, claimed_by=holder, attempts=o.attempts + 1)
+            _OUTBOX_CLAIM,
+            {"p_ids": [r.id for r in rows], "p_until": until, "p_holder": holder},
         )
         return [
             OutboxEntry(
@@ -205,11 +229,7 @@ class SqlOutbox:
 
     async def mark_published(self, event_ids: list[str], at: datetime) -> None:
         if event_ids:
-            await self._conn.execute(
-                update(t.outbox)
-                .where(t.outbox.c.event_id.in_(event_ids))
-                .values(published_at=at, claimed_until=None, last_error=None)
-            )
+            await self._conn.execute(_OUTBOX_PUBLISHED, {"p_ids": event_ids, "p_at": at})
 
     async def release(self, event_ids: list[str], error: str) -> None:
         if event_ids:
