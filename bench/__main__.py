@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 from bench.harness import Options, run
 
@@ -26,7 +27,7 @@ def main() -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=int(os.environ.get("BENCH_WEB_CONCURRENCY", "2")),
+        default=int(os.environ.get("BENCH_WEB_CONCURRENCY", "1")),
         help="SIGNUP_WEB_CONCURRENCY for the service, and the ceilings' worker count",
     )
     parser.add_argument("--connections", type=int, default=128, help="wrk connections (max load)")
@@ -34,6 +35,9 @@ def main() -> None:
     parser.add_argument("--rows", default="1,3,4", help="which rows to run (5 comes with 1)")
     parser.add_argument("--out", default="bench/results.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--src", default=None, help="measure the `signup` package of another source tree"
+    )
     args = parser.parse_args()
     options = Options(
         runs=args.runs,
@@ -45,6 +49,7 @@ def main() -> None:
         rows={int(r) for r in args.rows.split(",") if r.strip()},
         out=args.out,
         keep=args.keep,
+        src=str(Path(args.src).resolve()) if args.src else None,
     )
     sys.exit(asyncio.run(run(options)))
 

@@ -55,12 +55,13 @@ class Options:
     runs: int = 3
     duration: float = 10.0
     local_duration: float = 6.0
-    workers: int = 2
+    workers: int = 1
     connections: int = 128
     relay_events: int = 20_000
     rows: set[int] = field(default_factory=lambda: {1, 3, 4})
     out: str = "bench/results.md"
     keep: bool = False
+    src: str | None = None  # another source tree of `signup` to measure (before/after)
 
 
 def median(values: list[float]) -> float:
@@ -158,9 +159,11 @@ def ensure_wrk() -> str | None:
     return found
 
 
-async def _run_json(argv: list[str], marker: str = "") -> dict[str, Any]:
+async def _run_json(
+    argv: list[str], marker: str = "", env: dict[str, str] | None = None
+) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
     )
     out, err = await process.communicate()
     for line in out.decode(errors="replace").splitlines():
@@ -419,7 +422,9 @@ class Session:
             for k, v in os.environ.items()
             if not k.startswith(("SIGNUP_", "BENCH_")) and k != "PYTHONPATH"
         }
-        base["PYTHONPATH"] = str(HERE.parent)  # `bench` importable from the temp folder
+        # `bench` importable from the temp folder; --src puts another `signup` first
+        paths = [self.options.src] if self.options.src else []
+        base["PYTHONPATH"] = os.pathsep.join([*paths, str(HERE.parent)])
         return base | extra
 
     async def start(self, name: str, argv: list[str], env: dict[str, str], health: str) -> Proc:
@@ -559,6 +564,7 @@ async def row1(s: Session) -> dict[str, Any]:
         await memory.stop()
         run["peak_rss_kib"] = memory.peak_rss_kib
         run["peak_pss_kib"] = memory.peak_pss_kib
+        run["processes"] = memory.processes
         await s.timed(f"run {n + 1}: stopping the service", 3, s.stop(service))
         s.advance()
 
@@ -591,7 +597,8 @@ async def row3(s: Session) -> dict[str, Any]:
                 *(PYTHON, "-m", "bench.relay_bench", "--amqp", AMQP),
                 *("--exchange", s.relay_exchange, "--queue", s.relay_queue, "--dir", str(s.tmp)),
                 *("--events", str(o.relay_events), "--runs", str(o.runs)),
-            ]
+            ],
+            env=s.env(),
         ),
     )
     s.advance()
@@ -732,11 +739,12 @@ def summarise(o: Options, results: dict[str, Any]) -> list[Line]:
         )
         lines.append(Line("2b", "row 1 / (b)", _fmt(ratio_b, 2), "≥ 0.85", ratio_b >= 0.85))
         rss = max(r["peak_rss_kib"] for r in runs) / 1024
+        procs = max(r["processes"] for r in runs)
         pss = max(r["peak_pss_kib"] for r in runs) / 1024
         lines.append(
             Line(
                 "5",
-                f"peak RSS of the service, all {o.workers + 1} processes (MB; PSS)",
+                f"peak RSS of the service, all {procs} processes (MB; PSS)",
                 f"{_fmt(rss)} ({_fmt(pss)})",
                 "≤ 200",
                 rss <= 200,
@@ -863,7 +871,12 @@ def machine(o: Options) -> list[str]:
         f"- Python {platform.python_version()}; {packages}",
         f"- load generator: {wrk_version}; RabbitMQ at {AMQP.split('@')[-1]}; "
         "everything shares the same cores",
-        f"- signup at commit {commit}" + (" (src has uncommitted changes)" if dirty else ""),
+        (
+            f"- signup from {o.src} (--src)"
+            if o.src
+            else f"- signup at commit {commit}"
+            + (" (src has uncommitted changes)" if dirty else "")
+        ),
         f"- service: `signup serve`, SIGNUP_WEB_CONCURRENCY={o.workers}, SQLite (temp file), "
         "rate limits off, relay in-process",
     ]

@@ -87,9 +87,11 @@ class MemorySampler:
     every: float = 0.2
     peak_rss_kib: int = 0
     peak_pss_kib: int = 0
+    processes: int = 0
     _task: asyncio.Task[None] | None = field(default=None, init=False)
 
     def sample(self) -> None:
+        self.processes = max(self.processes, len(process_tree(self.pid)))
         rss, pss = memory_of_tree(self.pid)
         self.peak_rss_kib = max(self.peak_rss_kib, rss)
         self.peak_pss_kib = max(self.peak_pss_kib, pss)
