@@ -241,7 +241,8 @@ class SqlOutbox:
 
     async def status(self) -> OutboxStatus:
         o = t.outbox.c
-        pending_row = (
+        # Typed loosely: SQLAlchemy 2.0 and 2.1 infer this row's shape differently.
+        pending_row: Any = (
             await self._conn.execute(
                 select(func.count(), func.min(o.created_at)).where(o.published_at.is_(None))
             )
