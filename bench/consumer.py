@@ -9,7 +9,7 @@ run prefix that starts each e-mail's local part (`PREFIX-...@example.com`).
 Commands on stdin, one JSON answer per line on stdout:
   `stats PREFIX`  -> {"distinct": n, "messages": m}
   `report PREFIX` -> the same plus lag percentiles (ms) and a digest of the event ids
-  `quit`          -> delete the queue and exit
+  `quit`          -> delete the queue and the exchange, and exit
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ async def main(url: str, exchange: str, queue: str) -> None:
             ).hexdigest()
         print(orjson.dumps(answer).decode(), flush=True)
     await channel.queue_delete(queue)
+    await channel.exchange_delete(exchange)  # unique to this benchmark run
     await connection.close()
 
 
