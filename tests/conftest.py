@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
 from hypothesis import HealthCheck, settings
 
 from signup.adapters.database import migrate
+from signup.settings import Settings
 
 # The machine is shared by services and parallel work: time is no test of correctness here.
 settings.register_profile(
@@ -100,6 +102,28 @@ def database_url(request: pytest.FixtureRequest) -> str:
         return url
     url = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def make_settings(sqlite_url: str, amqp_url: str, exchange_name: str) -> Callable[..., Settings]:
+    """Settings for an in-process service of the test's own: its database and exchange,
+    rate limits off, a quick relay and a cheap hash; overrides as keywords."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": sqlite_url,
+            "amqp_url": amqp_url,
+            "exchange": exchange_name,
+            "rate_limit_per_ip": "",
+            "rate_limit_per_email": "",
+            "relay_poll_seconds": 0.2,
+            "argon2_memory_kib": 1024,
+            "argon2_time_cost": 1,
+            **overrides,
+        }
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import aiohttp
 import orjson
@@ -49,20 +50,9 @@ async def test_several_limits_joined_by_semicolons(redis_url: str) -> None:
 
 
 async def test_hidden_accounts_answer_alike_and_send_one_event(
-    sqlite_url: str, amqp_url: str, exchange_name: str, bound_queue: AbstractQueue
+    make_settings: Callable[..., Settings], bound_queue: AbstractQueue
 ) -> None:
-    settings = Settings(
-        database_url=sqlite_url,
-        amqp_url=amqp_url,
-        exchange=exchange_name,
-        hide_existing_accounts=True,
-        rate_limit_per_ip="",
-        rate_limit_per_email="",
-        relay_poll_seconds=0.2,
-        argon2_memory_kib=1024,
-        argon2_time_cost=1,
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    settings = make_settings(hide_existing_accounts=True)
     body = {"email": "hidden@example.com", "password": PASSWORD}
     async with serving(settings) as url, aiohttp.ClientSession() as http:
         answers = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -18,18 +18,8 @@ PASSWORD = "violet tractor anthem"
 
 
 @pytest.fixture
-def settings(sqlite_url: str, amqp_url: str, exchange_name: str) -> Settings:
-    return Settings(
-        database_url=sqlite_url,
-        amqp_url=amqp_url,
-        exchange=exchange_name,
-        rate_limit_per_ip="",
-        rate_limit_per_email="",
-        relay_poll_seconds=0.2,
-        argon2_memory_kib=1024,
-        argon2_time_cost=1,
-        _env_file=None,  # type: ignore[call-arg]
-    )
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
 
 
 @pytest.fixture
@@ -269,18 +259,9 @@ async def test_unknown_path_and_method_are_problems(base: str, http: aiohttp.Cli
 
 
 async def test_rate_limits_per_address_and_per_email(
-    sqlite_url: str, amqp_url: str, exchange_name: str, http: aiohttp.ClientSession
+    make_settings: Callable[..., Settings], http: aiohttp.ClientSession
 ) -> None:
-    limited = Settings(
-        database_url=sqlite_url,
-        amqp_url=amqp_url,
-        exchange=exchange_name,
-        rate_limit_per_ip="5/minute",
-        rate_limit_per_email="2/hour",
-        argon2_memory_kib=1024,
-        argon2_time_cost=1,
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    limited = make_settings(rate_limit_per_ip="5/minute", rate_limit_per_email="2/hour")
     async with serving(limited, run_relay=False) as url:
         body = {"email": "rl@example.com", "password": PASSWORD}
         statuses = [(await post(http, url, body))[0] for _ in range(3)]
