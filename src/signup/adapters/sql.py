@@ -475,20 +475,15 @@ class SqlUnitOfWork:
             self._committing = True
             try:
                 if self.inline_writer is not None:
-                    await self._commit_in_thread(jobs)
+                    outcomes, written = await self._commit_in_thread(jobs)
                 else:
-                    await self._commit(jobs)
+                    outcomes, written = await self._commit(jobs)
             finally:
                 self._committing = False
+            self._deliver(jobs, outcomes, written)
 
-    async def _commit_in_thread(self, jobs: list[_Job]) -> None:
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="uow-writer")
-        # Shielded: a batch handed to the thread is committed and answered even if this
-        # task is cancelled meanwhile (close() waits for it).
-        outcomes, written = await asyncio.shield(
-            asyncio.get_running_loop().run_in_executor(self._thread, self._commit_inline, jobs)
-        )
+    def _deliver(self, jobs: list[_Job], outcomes: list[tuple[bool, Any]], written: bool) -> None:
+        """Answer each work's caller; wake the relay when the outbox got rows."""
         for job, (ok, value) in zip(jobs, outcomes, strict=True):
             if job.future.done():
                 continue
@@ -498,6 +493,15 @@ class SqlUnitOfWork:
                 job.future.set_exception(value)
         if written and self.on_outbox_written is not None:
             self.on_outbox_written()
+
+    async def _commit_in_thread(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], bool]:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="uow-writer")
+        # Shielded: a batch handed to the thread is committed even if this task is
+        # cancelled meanwhile (close() waits for it).
+        return await asyncio.shield(
+            asyncio.get_running_loop().run_in_executor(self._thread, self._commit_inline, jobs)
+        )
 
     def _commit_inline(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], bool]:
         """In the writer thread: the batch in one transaction; on failure, each alone."""
@@ -519,24 +523,21 @@ class SqlUnitOfWork:
         self.batches += 1
         return [(True, result) for result in results], tx.outbox_written
 
-    async def _commit(self, jobs: list[_Job]) -> None:
-        results: list[Any] = []
+    async def _commit(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], bool]:
+        """The asyncio twin of `_commit_inline` (PostgreSQL)."""
         try:
             async with self.writer.begin() as conn:
                 tx = SqlTransaction(conn, self.clock)
-                for job in jobs:
-                    results.append(await job.work(tx))
+                results = [await job.work(tx) for job in jobs]
         except Exception as exc:
             if len(jobs) == 1:
-                if not jobs[0].future.done():
-                    jobs[0].future.set_exception(exc)
-                return
+                return [(False, exc)], False
+            outcomes: list[tuple[bool, Any]] = []
+            written = False
             for job in jobs:
-                await self._commit([job])
-            return
+                alone, wrote = await self._commit([job])
+                outcomes += alone
+                written = written or wrote
+            return outcomes, written
         self.batches += 1
-        for job, result in zip(jobs, results, strict=True):
-            if not job.future.done():
-                job.future.set_result(result)
-        if tx.outbox_written and self.on_outbox_written is not None:
-            self.on_outbox_written()
+        return [(True, result) for result in results], tx.outbox_written
