@@ -110,14 +110,11 @@ class RegistrationService:
             await self._complete(signup, account)
             log.info("reconcile.completed", signup_id=signup.id, user_id=account.user_id)
             return "completed"
-        abandoned = replace(
-            signup, status=SignUpStatus.ABANDONED, idempotency_key=None, response_status=None
+        await self._settle(
+            replace(
+                signup, status=SignUpStatus.ABANDONED, idempotency_key=None, response_status=None
+            )
         )
-
-        async def abandon(tx: Transaction) -> None:
-            await tx.signups.settle(abandoned, expected=SignUpStatus.PENDING)
-
-        await self.uow.run(abandon)
         log.info("reconcile.abandoned", signup_id=signup.id)
         return "abandoned"
 
