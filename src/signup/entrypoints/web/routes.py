@@ -117,15 +117,14 @@ async def sign_up(request: Request) -> Response:
 
 async def _sign_up(request: Request, container: Container, idempotency_key: str | None) -> Response:
     settings = container.settings
-    wait = await container.limiter.hit("ip", client_address(request, settings.trust_forwarded_for))
-    if wait is not None:
-        metrics.RATE_LIMITED.labels("ip").inc()
-        return problem(
-            429,
-            "too-many-attempts",
-            "Too many sign-up attempts from your network: please wait a moment.",
-            retry_after=wait,
-        )
+    limited = await _over_limit(
+        container,
+        "ip",
+        client_address(request, settings.trust_forwarded_for),
+        "Too many sign-up attempts from your network: please wait a moment.",
+    )
+    if limited is not None:
+        return limited
     if not _json_content_type(request):
         return _outcome(
             "unsupported_media_type",
@@ -150,15 +149,14 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
         return _outcome(
             "invalid", problem(422, "invalid-input", "Some fields need attention.", errors=checked)
         )
-    wait = await container.limiter.hit("email", checked.email.casefold())
-    if wait is not None:
-        metrics.RATE_LIMITED.labels("email").inc()
-        return problem(
-            429,
-            "too-many-attempts",
-            "Too many sign-up attempts for this e-mail address: please wait.",
-            retry_after=wait,
-        )
+    limited = await _over_limit(
+        container,
+        "email",
+        checked.email.casefold(),
+        "Too many sign-up attempts for this e-mail address: please wait.",
+    )
+    if limited is not None:
+        return limited
     command = RegisterUser(checked.applicant(), checked.password, idempotency_key or None)
     try:
         registered = await container.registration.register(command)
@@ -241,6 +239,15 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
         media_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
+
+
+async def _over_limit(container: Container, scope: str, key: str, detail: str) -> Response | None:
+    """Count an attempt against the `scope` limit; the 429 answer when it is over."""
+    wait = await container.limiter.hit(scope, key)
+    if wait is None:
+        return None
+    metrics.RATE_LIMITED.labels(scope).inc()
+    return problem(429, "too-many-attempts", detail, retry_after=wait)
 
 
 def _outcome(outcome: str, response: Response) -> Response:
