@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from signup.adapters.broker import PublishResult
 from signup.adapters.repository import OutboxEntry, OutboxStatus
-from signup.domain.errors import EmailAlreadyRegistered, RequestInProgress
+from signup.domain.errors import AccountAlreadyCompleted, EmailAlreadyRegistered, RequestInProgress
 from signup.domain.events import UserRegistered
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
 from signup.service_layer.unit_of_work import Work
@@ -81,6 +81,12 @@ class FakeSignUps:
         current = self._s.signups.get(signup.id)
         if current is None or current.status is not expected:
             return False
+        if signup.status is SignUpStatus.CREATED and any(  # ux_signups_created_user
+            other.status is SignUpStatus.CREATED and other.user_id == signup.user_id
+            for other in self._s.signups.values()
+            if other.id != signup.id
+        ):
+            raise AccountAlreadyCompleted(signup.user_id or "")
         self._s.signups[signup.id] = replace(signup, requested_at=current.requested_at)
         return True
 
