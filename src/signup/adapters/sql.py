@@ -15,7 +15,6 @@ import orjson
 import structlog
 from sqlalchemy import (
     Connection,
-    CursorResult,
     Engine,
     Executable,
     and_,
