@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import ClauseElement
 
 from signup.adapters import tables as t
 from signup.adapters.repository import OutboxEntry, OutboxStatus
@@ -381,6 +382,8 @@ _Plans = dict[tuple[int, tuple[str, ...]], _Direct | None]
 
 
 def _plan(conn: Connection, statement: Executable, keys: tuple[str, ...]) -> _Direct | None:
+    if not isinstance(statement, ClauseElement):
+        return None
     compiled = statement.compile(dialect=conn.dialect, column_keys=list(keys))
     names = tuple(compiled.positiontup or ())
     if not set(names) <= set(keys):  # a column default to fill in: SQLAlchemy's job
