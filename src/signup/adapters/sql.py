@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from signup.adapters import tables as t
 from signup.adapters.repository import OutboxEntry, OutboxStatus
@@ -385,6 +386,8 @@ def _plan(conn: Connection, statement: Executable, keys: tuple[str, ...]) -> _Di
     if not isinstance(statement, ClauseElement):
         return None
     compiled = statement.compile(dialect=conn.dialect, column_keys=list(keys))
+    if not isinstance(compiled, SQLCompiler):
+        return None
     names = tuple(compiled.positiontup or ())
     if not set(names) <= set(keys):  # a column default to fill in: SQLAlchemy's job
         return None
