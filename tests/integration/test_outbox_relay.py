@@ -12,13 +12,13 @@ import pytest
 from aio_pika.abc import AbstractQueue
 
 from signup.adapters.broker import AmqpPublisher
-from signup.adapters.database import create_engine
+from signup.adapters.database import CommitWatch, create_engine, create_sqlite_writer
 from signup.adapters.local_users import LocalIdentityProvider
 from signup.adapters.sql import SqlUnitOfWork
 from signup.domain.commands import RegisterUser
 from signup.domain.errors import EmailAlreadyRegistered
 from signup.domain.model import Applicant
-from signup.entrypoints.relay import Relay
+from signup.entrypoints.relay import Relay, follow_commits
 from signup.service_layer.registration import RegistrationService
 from signup.service_layer.unit_of_work import Transaction
 
@@ -27,15 +27,27 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def make_uow(database_url: str) -> SqlUnitOfWork:
+    """As `bootstrap` builds it: on a SQLite file, batches run on the plain writer."""
+    return SqlUnitOfWork(
+        writer=create_engine(database_url, writer=True),
+        reader=create_engine(database_url),
+        clock=now,
+        inline_writer=create_sqlite_writer(database_url),
+    )
+
+
+async def close_uow(unit: SqlUnitOfWork) -> None:
+    await unit.close()
+    await unit.writer.dispose()
+    await unit.reader.dispose()
+
+
 @pytest.fixture
 async def uow(database_url: str) -> AsyncIterator[SqlUnitOfWork]:
-    writer = create_engine(database_url, writer=True)
-    reader = create_engine(database_url)
-    unit = SqlUnitOfWork(writer=writer, reader=reader, clock=now)
+    unit = make_uow(database_url)
     yield unit
-    await unit.close()
-    await writer.dispose()
-    await reader.dispose()
+    await close_uow(unit)
 
 
 def local_service(uow: SqlUnitOfWork) -> RegistrationService:
@@ -198,3 +210,50 @@ async def test_a_failed_work_in_a_batch_does_not_take_its_neighbours(uow: SqlUni
     assert sum(not isinstance(r, BaseException) for r in results) == 10
     assert isinstance(results[10], RuntimeError) and isinstance(results[11], EmailAlreadyRegistered)
     assert (await uow.read(lambda tx: tx.outbox.status())).pending == 11
+
+
+async def test_two_processes_writers_on_one_sqlite_file_take_turns(sqlite_url: str) -> None:
+    # Two units of work stand for the web app and a relay (or a second worker): each has
+    # its own connection and they queue on the file lock, never on SQLite's busy sleeps.
+    first, second = make_uow(sqlite_url), make_uow(sqlite_url)
+    try:
+        results = await asyncio.gather(
+            *(local_service(first).register(command(f"a{i}@example.com")) for i in range(40)),
+            *(local_service(second).register(command(f"b{i}@example.com")) for i in range(40)),
+            return_exceptions=True,
+        )
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        status = await first.read(lambda tx: tx.outbox.status())
+        assert status.pending == 80
+        assert first.batches + second.batches < 160, "each side still commits in batches"
+    finally:
+        await close_uow(first)
+        await close_uow(second)
+
+
+async def test_a_relay_apart_learns_of_another_process_commit_without_polling(
+    sqlite_url: str, amqp_url: str, exchange_name: str, bound_queue: AbstractQueue
+) -> None:
+    web, apart = make_uow(sqlite_url), make_uow(sqlite_url)
+    await local_service(web).register(command("warm@example.com"))  # schema in place
+    publisher = AmqpPublisher(amqp_url, exchange_name)
+    relay = Relay(uow=apart, publisher=publisher, clock=now, poll_seconds=60.0)
+    watch = CommitWatch(sqlite_url)
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(relay.run(stop)),
+        asyncio.create_task(follow_commits(relay, watch.changed, stop)),
+    ]
+    try:
+        assert len(await drain_all(bound_queue, 1, seconds=5)) == 1
+        await local_service(web).register(command("later@example.com"))
+        # Well under the relay's 60 s poll: only the commit watch can have woken it.
+        events = await drain_all(bound_queue, 1, seconds=5)
+        assert [e["data"]["email"] for e in events] == ["later@example.com"]  # type: ignore[index]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        watch.close()
+        await publisher.close()
+        await close_uow(web)
+        await close_uow(apart)

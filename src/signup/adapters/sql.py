@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -485,21 +486,30 @@ class SqlUnitOfWork:
     clock: Callable[[], datetime]
     max_batch: int = 256
     on_outbox_written: Callable[[], None] | None = None
-    # SQLite: a plain engine on the same file. Each batch then runs start to commit in
-    # one thread of its own (one hand-over per batch; through aiosqlite every
-    # statement costs several, each waiting for a turn of the event loop).
+    # SQLite: a plain engine on the same file. Each batch then runs start to commit on
+    # the event loop itself, a few milliseconds at most: through aiosqlite every
+    # statement cost several hand-overs between threads, and a writer thread of its
+    # own waited for the interpreter lock after each SQLite call, so under load the
+    # writer, not the CPU, set the pace.
     inline_writer: Engine | None = None
+    checkpoint_every: float = 0.5
     _queue: asyncio.Queue[_Job] | None = field(default=None, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
-    _thread: ThreadPoolExecutor | None = field(default=None, init=False)
+    _checkpointer: asyncio.Task[None] | None = field(default=None, init=False)
     _committing: bool = field(default=False, init=False)
     _plans: _Plans = field(default_factory=dict, init=False)
+    _lock_fd: int | None = field(default=None, init=False)
     batches: int = field(default=0, init=False)
 
     async def run(self, work: Work[T]) -> T:
         if self._queue is None or self._task is None or self._task.done():
             self._queue = asyncio.Queue()
             self._task = asyncio.create_task(self._write_forever(self._queue), name="uow-writer")
+            if self.inline_writer is not None and self._checkpointer is None:
+                self._checkpointer = asyncio.create_task(
+                    self._checkpoint_forever(str(self.inline_writer.url.database)),
+                    name="uow-checkpoint",
+                )
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(work, future))
         return await future
@@ -516,13 +526,16 @@ class SqlUnitOfWork:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._thread is not None:
-            if self.inline_writer is not None:
-                await asyncio.get_running_loop().run_in_executor(
-                    self._thread, self.inline_writer.dispose
-                )
-            self._thread.shutdown(wait=True)
-            self._thread = None
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
+        if self.inline_writer is not None:
+            self.inline_writer.dispose()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     async def _drained(self, queue: asyncio.Queue[_Job]) -> None:
         for _ in range(500):  # at most about 5 s for work already accepted
@@ -538,7 +551,7 @@ class SqlUnitOfWork:
             self._committing = True
             try:
                 if self.inline_writer is not None:
-                    outcomes, written = await self._commit_in_thread(jobs)
+                    outcomes, written = self._commit_inline(jobs)
                 else:
                     outcomes, written = await self._commit(jobs)
             finally:
@@ -557,20 +570,54 @@ class SqlUnitOfWork:
         if written and self.on_outbox_written is not None:
             self.on_outbox_written()
 
-    async def _commit_in_thread(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], bool]:
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="uow-writer")
-        # Shielded: a batch handed to the thread is committed even if this task is
-        # cancelled meanwhile (close() waits for it).
-        return await asyncio.shield(
-            asyncio.get_running_loop().run_in_executor(self._thread, self._commit_inline, jobs)
-        )
+    async def _checkpoint_forever(self, database: str) -> None:
+        """Copy the WAL back into the database file beside the writer, never inside it.
+
+        SQLite's own checkpoint runs inside whichever commit crosses 1,000 pages, with
+        its fsyncs, while that commit holds the write lock: 40-120 ms stops of every
+        writer. The writer's connection has it turned off (`create_sqlite_writer`);
+        this task runs a PASSIVE checkpoint, which never waits for or blocks a writer,
+        in a thread (SQLite lets go of the interpreter lock while it works).
+        """
+        conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+        done = self.batches
+        try:
+            while True:
+                await asyncio.sleep(self.checkpoint_every)
+                if self.batches == done:
+                    continue
+                done = self.batches
+                try:
+                    await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # e.g. another process's checkpoint is running
+                    log.debug("uow.checkpoint_skipped", reason=str(exc))
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Writers of every process on this file take turns through a lock file.
+
+        SQLite makes a writer that finds the file locked sleep and try again (1, 2, 5,
+        10 … 100 ms apart): with the web app and a relay process writing to the same
+        file, those sleeps stalled whole batches. Waiting on `flock` instead wakes the
+        next writer the moment the lock is let go.
+        """
+        if self._lock_fd is None:
+            assert self.inline_writer is not None
+            path = f"{self.inline_writer.url.database}.writer-lock"
+            self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _commit_inline(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], bool]:
-        """In the writer thread: the batch in one transaction; on failure, each alone."""
+        """The batch in one transaction (on the event loop); on failure, each alone."""
         assert self.inline_writer is not None
         try:
-            with self.inline_writer.begin() as conn:
+            with self._file_lock(), self.inline_writer.begin() as conn:
                 tx = SqlTransaction(InlineConnection(conn, self._plans), self.clock)
                 results = [run_inline(job.work(tx)) for job in jobs]
         except Exception as exc:

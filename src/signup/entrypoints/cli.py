@@ -71,7 +71,9 @@ def serve(
 @app.command()
 def relay() -> None:
     """Publish the outbox to RabbitMQ, alone (for deployments that scale it apart)."""
+    from signup.adapters.database import CommitWatch, watchable
     from signup.bootstrap import bootstrap
+    from signup.entrypoints.relay import follow_commits
 
     settings = _settings()
     apply_migrations(settings.database_url)
@@ -80,8 +82,20 @@ def relay() -> None:
         container = bootstrap(settings)
         stop = asyncio.Event()
         task = asyncio.create_task(container.relay.run(stop))
+        watch = CommitWatch(settings.database_url) if watchable(settings.database_url) else None
+        # On SQLite, commits of the web app's processes wake this relay within
+        # milliseconds; elsewhere it polls (SIGNUP_RELAY_POLL_SECONDS).
+        follower = (
+            asyncio.create_task(follow_commits(container.relay, watch.changed, stop))
+            if watch is not None
+            else None
+        )
         await _until_signalled(stop)
         await task
+        if follower is not None:
+            await follower
+        if watch is not None:
+            watch.close()
         await container.aclose()
 
     asyncio.run(run())

@@ -146,3 +146,13 @@ class Relay:
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+
+async def follow_commits(
+    relay: Relay, changed: Callable[[], bool], stop: asyncio.Event, every: float = 0.005
+) -> None:
+    """Wake `relay` whenever another process commits (a relay apart from the web app)."""
+    while not stop.is_set():
+        await asyncio.sleep(every)
+        if changed():
+            relay.wake()
