@@ -13,12 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signup import metrics
 from signup.adapters.broker import AmqpPublisher, EventPublisher
-from signup.adapters.database import create_engine, create_sqlite_writer
+from signup.adapters.database import (
+    CommitWatch,
+    create_engine,
+    create_sqlite_writer,
+    watchable,
+)
 from signup.adapters.identity import IdentityProvider
 from signup.adapters.local_users import LocalIdentityProvider
 from signup.adapters.rate_limit import AttemptLimiter, LimitsAttemptLimiter
 from signup.adapters.sql import SqlUnitOfWork
 from signup.entrypoints.relay import Relay
+from signup.entrypoints.relay import follow_commits as follow
 from signup.service_layer.registration import RegistrationService
 from signup.settings import Settings
 
@@ -41,9 +47,27 @@ class Container:
     engines: list[AsyncEngine] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _relay_task: asyncio.Task[None] | None = None
+    _follower: asyncio.Task[None] | None = None
+    _watch: CommitWatch | None = None
 
-    def start_relay(self) -> None:
+    def start_relay(
+        self, *, follow_commits: bool = False, parent_alive: Callable[[], bool] | None = None
+    ) -> None:
+        """Run the relay; `follow_commits`: on a SQLite file, wake it on other processes'
+        commits too (a relay apart, or several web workers)."""
         self._relay_task = asyncio.create_task(self.relay.run(self._stop), name="relay")
+        if follow_commits and watchable(self.settings.database_url):
+            self._watch = CommitWatch(self.settings.database_url)
+            self._follower = asyncio.create_task(
+                follow(self.relay, self._watch.changed, self._stop, parent_alive=parent_alive),
+                name="relay-follower",
+            )
+
+    def stop_relay(self) -> None:
+        self._stop.set()
+
+    async def relay_stopping(self) -> None:
+        await self._stop.wait()
 
     async def aclose(self) -> None:
         self._stop.set()
@@ -52,6 +76,10 @@ class Container:
                 await asyncio.wait_for(self._relay_task, timeout=10)
             except (TimeoutError, asyncio.CancelledError):
                 self._relay_task.cancel()
+        if self._follower is not None:
+            await self._follower
+        if self._watch is not None:
+            self._watch.close()
         await self.uow.close()
         for closer in (self.provider.close, self.publisher.close, self.limiter.close):
             with contextlib.suppress(Exception):

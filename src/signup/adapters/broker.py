@@ -8,10 +8,8 @@ from typing import Protocol
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
-from aio_pika.exceptions import PublishError
-from pamqp.commands import Basic
 
+from signup.adapters.amqp_wire import ConfirmingConnection, Outgoing
 from signup.adapters.repository import OutboxEntry
 
 log = structlog.get_logger(__name__)
@@ -49,76 +47,69 @@ def message_for(entry: OutboxEntry) -> aio_pika.Message:
 
 
 class AmqpPublisher:
-    """One robust connection and confirm channel; reconnects by itself after an outage."""
+    """One connection and confirm channel (see `amqp_wire`); after an outage or any
+    broker error the next batch connects again."""
 
     def __init__(self, url: str, exchange: str, *, confirm_timeout: float = 10.0) -> None:
         self._url = url
         self._exchange_name = exchange
         self._timeout = confirm_timeout
-        self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractRobustChannel | None = None
-        self._exchange: AbstractExchange | None = None
+        self._connection: ConfirmingConnection | None = None
         self._lock = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
-        return (
-            self._connection is not None
-            and not self._connection.is_closed
-            and (self._channel is not None and not self._channel.is_closed)
-        )
+        return self._connection is not None and self._connection.open
 
-    async def _ready(self) -> AbstractExchange:
+    async def _ready(self) -> ConfirmingConnection:
         async with self._lock:
-            if self._exchange is None:
-                connection = await aio_pika.connect_robust(
-                    self._url, client_properties={"connection_name": "signup-relay"}, timeout=10
-                )
+            if self._connection is not None and not self._connection.open:
+                await self._connection.close()
+                self._connection = None
+            if self._connection is None:
+                connection = ConfirmingConnection(self._url, self._exchange_name, "signup-relay")
                 try:
-                    channel = await connection.channel(
-                        publisher_confirms=True, on_return_raises=True
-                    )
-                    exchange = await channel.declare_exchange(
-                        self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-                    )
+                    await connection.connect(within=10)
                 except BaseException:
                     await connection.close()
                     raise
-                self._connection, self._channel, self._exchange = connection, channel, exchange
-            return self._exchange
+                self._connection = connection
+            return self._connection
 
     async def publish(self, entries: list[OutboxEntry]) -> PublishResult:
         result = PublishResult()
         if not entries:
             return result
         try:
-            exchange = await self._ready()
+            connection = await self._ready()
+            outcomes = await connection.publish(
+                [
+                    Outgoing(
+                        message_id=entry.event_id,
+                        routing_key=entry.routing_key,
+                        body=entry.payload,
+                        content_type=CONTENT_TYPE,
+                        type=entry.event_type,
+                        app_id=APP_ID,
+                        timestamp=entry.created_at,
+                    )
+                    for entry in entries
+                ],
+                within=self._timeout,
+            )
         except Exception as exc:
-            reason = f"broker unreachable: {type(exc).__name__}"
+            reason = f"broker unreachable: {type(exc).__name__}: {exc}"[:300]
             result.failed = {e.event_id: reason for e in entries}
             return result
-        outcomes = await asyncio.gather(
-            *(
-                exchange.publish(
-                    message_for(entry), entry.routing_key, mandatory=True, timeout=self._timeout
-                )
-                for entry in entries
-            ),
-            return_exceptions=True,
-        )
-        for entry, outcome in zip(entries, outcomes, strict=True):
-            if isinstance(outcome, Basic.Ack):
+        for entry in entries:
+            failure = outcomes.get(entry.event_id, "no outcome")
+            if failure is None:
                 result.confirmed.append(entry.event_id)
-            elif isinstance(outcome, PublishError):  # returned: no queue is bound to the key
-                result.failed[entry.event_id] = "returned unroutable (mandatory): no queue bound"
-            elif isinstance(outcome, BaseException):
-                result.failed[entry.event_id] = f"{type(outcome).__name__}: {outcome}"[:300]
-            else:  # a nack, or a return without raising
-                result.failed[entry.event_id] = f"not confirmed: {type(outcome).__name__}"
+            else:
+                result.failed[entry.event_id] = failure[:300]
         return result
 
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.close()
-        self._connection = self._channel = None
-        self._exchange = None
+        self._connection = None

@@ -6,8 +6,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
@@ -93,6 +91,10 @@ def _sqlite_setup(engine: Engine, *, writer: bool) -> None:
 
 def migrate(url: str) -> None:
     """Bring the database to the newest schema (idempotent; safe beside running services)."""
+    # Imported here: Alembic (with Mako and Pygments) is ~20 MB that only migrating needs.
+    from alembic import command
+    from alembic.config import Config
+
     _ensure_sqlite_folder(url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -7,7 +7,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -68,6 +68,14 @@ _OUTBOX_CLAIMABLE = (
     .order_by(_o.id)
     .limit(bindparam("p_limit"))
     .with_for_update(skip_locked=True)
+)
+_OUTBOX_UNPUBLISHED = (
+    select(
+        _o.id, _o.event_id, _o.routing_key, _o.event_type, _o.payload, _o.created_at, _o.attempts
+    )
+    .where(_o.published_at.is_(None))
+    .order_by(_o.id)
+    .limit(bindparam("p_limit"))
 )
 _OUTBOX_CLAIM = (
     update(t.outbox)
@@ -226,6 +234,20 @@ class SqlOutbox:
                 r.payload.encode(),
                 r.created_at,
                 r.attempts + 1,
+            )
+            for r in rows
+        ]
+
+    async def unpublished(self, limit: int) -> list[OutboxEntry]:
+        rows = await self._conn.execute(_OUTBOX_UNPUBLISHED, {"p_limit": limit})
+        return [
+            OutboxEntry(
+                r.event_id,
+                r.routing_key,
+                r.event_type,
+                r.payload.encode(),
+                r.created_at,
+                r.attempts,
             )
             for r in rows
         ]
@@ -551,7 +573,11 @@ class SqlUnitOfWork:
             self._committing = True
             try:
                 if self.inline_writer is not None:
-                    outcomes, written = self._commit_inline(jobs)
+                    await self._lock_file()
+                    try:
+                        outcomes, written = self._commit_inline(jobs)
+                    finally:
+                        self._unlock_file()
                 else:
                     outcomes, written = await self._commit(jobs)
             finally:
@@ -594,30 +620,33 @@ class SqlUnitOfWork:
         finally:
             conn.close()
 
-    @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[None]:
+    async def _lock_file(self) -> None:
         """Writers of every process on this file take turns through a lock file.
 
         SQLite makes a writer that finds the file locked sleep and try again (1, 2, 5,
         10 … 100 ms apart): with the web app and a relay process writing to the same
         file, those sleeps stalled whole batches. Waiting on `flock` instead wakes the
-        next writer the moment the lock is let go.
+        next writer the moment the lock is let go; the wait itself happens in a thread,
+        so the event loop never stops for another process's transaction.
         """
         if self._lock_fd is None:
             assert self.inline_writer is not None
             path = f"{self.inline_writer.url.database}.writer-lock"
             self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            await asyncio.to_thread(fcntl.flock, self._lock_fd, fcntl.LOCK_EX)
+
+    def _unlock_file(self) -> None:
+        if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _commit_inline(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], bool]:
         """The batch in one transaction (on the event loop); on failure, each alone."""
         assert self.inline_writer is not None
         try:
-            with self._file_lock(), self.inline_writer.begin() as conn:
+            with self.inline_writer.begin() as conn:
                 tx = SqlTransaction(InlineConnection(conn, self._plans), self.clock)
                 results = [run_inline(job.work(tx)) for job in jobs]
         except Exception as exc:

@@ -85,8 +85,13 @@ class Relay:
         async def claim(tx: Transaction) -> list[OutboxEntry]:
             return await tx.outbox.claim(self.holder, until, now, self.batch_size)
 
+        async def unpublished(tx: Transaction) -> list[OutboxEntry]:
+            return await tx.outbox.unpublished(self.batch_size)
+
         self._wake.clear()
-        entries = await self.uow.run(claim)
+        # Exclusive (SQLite): the lease is the claim, only its holder publishes, so a
+        # read will do; no write transaction to take the file's lock for each batch.
+        entries = await (self.uow.read(unpublished) if self.exclusive else self.uow.run(claim))
         if not entries:
             return 0, 0
         result = await self.publisher.publish(entries)
@@ -149,10 +154,26 @@ class Relay:
 
 
 async def follow_commits(
-    relay: Relay, changed: Callable[[], bool], stop: asyncio.Event, every: float = 0.005
+    relay: Relay,
+    changed: Callable[[], bool],
+    stop: asyncio.Event,
+    every: float = 0.01,
+    parent_alive: Callable[[], bool] | None = None,
 ) -> None:
-    """Wake `relay` whenever another process commits (a relay apart from the web app)."""
+    """Wake `relay` whenever another process commits (a relay apart from the web app).
+
+    Looks every `every` seconds, so a burst of commits makes one batch, not one each.
+    Stops the relay (sets `stop`) once `parent_alive` says that the `signup serve`
+    that started it is gone: a relay left behind would only hold the lease.
+    """
+    loop = asyncio.get_running_loop()
+    next_parent_check = loop.time()
     while not stop.is_set():
         await asyncio.sleep(every)
         if changed():
             relay.wake()
+        if parent_alive is not None and loop.time() >= next_parent_check:
+            next_parent_check = loop.time() + 1.0
+            if not parent_alive():
+                log.warning("relay.parent_gone")
+                stop.set()

@@ -113,6 +113,9 @@ class FakeOutbox:
             self._s.claims[entry.event_id] = until
         return free
 
+    async def unpublished(self, limit: int) -> list[OutboxEntry]:
+        return [e for i, e in self._s.outbox.items() if i not in self._s.published][:limit]
+
     async def mark_published(self, event_ids: list[str], at: datetime) -> None:
         for event_id in event_ids:
             self._s.published[event_id] = at

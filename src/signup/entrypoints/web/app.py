@@ -34,7 +34,8 @@ def create_app(
         own = container or bootstrap(settings)
         app.state.container = own
         if run_relay:
-            own.start_relay()
+            # Several workers: the lease holder is woken by the others' commits too.
+            own.start_relay(follow_commits=settings.web_concurrency > 1)
         try:
             yield
         finally:
