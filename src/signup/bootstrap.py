@@ -16,6 +16,7 @@ from signup.adapters.broker import AmqpPublisher, EventPublisher
 from signup.adapters.database import (
     CommitWatch,
     create_engine,
+    create_sqlite_reader,
     create_sqlite_writer,
     watchable,
 )
@@ -120,6 +121,7 @@ def bootstrap(
         reader=reader,
         clock=clock,
         inline_writer=create_sqlite_writer(settings.database_url),
+        inline_reader=create_sqlite_reader(settings.database_url),
     )
     provider = provider or build_provider(settings, uow, clock)
     registration = RegistrationService(

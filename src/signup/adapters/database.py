@@ -48,23 +48,33 @@ def create_sqlite_writer(url: str) -> Engine | None:
     loop, so a batch costs no hand-over between threads at all. None for other
     databases and for in-memory SQLite (a second engine would see another database).
     """
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    engine = _plain_sqlite(url, writer=True)
+    if engine is not None:
+
+        @event.listens_for(engine, "connect")
+        def _no_checkpoint_in_commits(dbapi_connection: Any, _record: Any) -> None:
+            # The unit of work checkpoints beside the writer instead (see SqlUnitOfWork).
+            dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+    return engine
+
+
+def create_sqlite_reader(url: str) -> Engine | None:
+    """For a SQLite file: a plain engine for quick reads on the event loop."""
+    return _plain_sqlite(url, writer=False)
+
+
+def _plain_sqlite(url: str, *, writer: bool) -> Engine | None:
+    if not watchable(url):
         return None
     _ensure_sqlite_folder(url)
     engine = create_sync_engine(
-        parsed.set(drivername="sqlite+pysqlite"),
+        make_url(url).set(drivername="sqlite+pysqlite"),
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         pool_size=1,
         max_overflow=0,
     )
-    _sqlite_setup(engine, writer=True)
-
-    @event.listens_for(engine, "connect")
-    def _no_checkpoint_in_commits(dbapi_connection: Any, _record: Any) -> None:
-        # The unit of work checkpoints beside the writer instead (see SqlUnitOfWork).
-        dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
-
+    _sqlite_setup(engine, writer=writer)
     return engine
 
 

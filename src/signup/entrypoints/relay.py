@@ -91,7 +91,9 @@ class Relay:
         self._wake.clear()
         # Exclusive (SQLite): the lease is the claim, only its holder publishes, so a
         # read will do; no write transaction to take the file's lock for each batch.
-        entries = await (self.uow.read(unpublished) if self.exclusive else self.uow.run(claim))
+        entries = await (
+            self.uow.read(unpublished, quick=True) if self.exclusive else self.uow.run(claim)
+        )
         if not entries:
             return 0, 0
         result = await self.publisher.publish(entries)

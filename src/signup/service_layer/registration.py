@@ -77,7 +77,7 @@ class RegistrationService:
             async def by_key(tx: Transaction) -> SignUp | None:
                 return await tx.signups.by_idempotency_key(key)
 
-            earlier = await self.uow.read(by_key)
+            earlier = await self.uow.read(by_key, quick=True)
             if earlier is not None:
                 replayed = await self._replay(earlier, print_)
                 if replayed is not None:
@@ -128,7 +128,7 @@ class RegistrationService:
             async def taken(tx: Transaction) -> bool:
                 return await tx.users.exists(applicant.email)
 
-            if await self.uow.read(taken):
+            if await self.uow.read(taken, quick=True):
                 await self._record_existing(cmd, print_)
                 raise EmailAlreadyRegistered(applicant.email)
         account = await self.provider.create_user(applicant, cmd.password)
@@ -249,7 +249,9 @@ class RegistrationService:
         async def earlier_attempts(tx: Transaction) -> list[SignUp]:
             return await tx.signups.unsettled_for_email(email)
 
-        earlier = [s for s in await self.uow.read(earlier_attempts) if s.id != signup.id]
+        earlier = [
+            s for s in await self.uow.read(earlier_attempts, quick=True) if s.id != signup.id
+        ]
         accounts = await self.provider.find_by_email(email) if earlier else []
         for attempt in earlier:
             account = _made_after(accounts, attempt)
@@ -317,7 +319,7 @@ class RegistrationService:
         async def get(tx: Transaction) -> SignUp | None:
             return await tx.signups.get(signup_id)
 
-        settled = await self.uow.read(get)
+        settled = await self.uow.read(get, quick=True)
         return self._answer(settled) if settled else None
 
     def _answer(self, signup: SignUp) -> Registered:

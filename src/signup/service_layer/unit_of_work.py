@@ -41,6 +41,9 @@ class UnitOfWork(Protocol):
         """
         ...
 
-    async def read(self, work: Work[T]) -> T:
-        """Run read-only `work` on a consistent snapshot."""
+    async def read(self, work: Work[T], *, quick: bool = False) -> T:
+        """Run read-only `work` on a consistent snapshot.
+
+        `quick`: a few indexed lookups, which may run without leaving the event loop.
+        """
         ...

@@ -200,7 +200,7 @@ class FakeUnitOfWork:
         self.commits += 1
         return result
 
-    async def read(self, work: Work[T]) -> T:
+    async def read(self, work: Work[T], *, quick: bool = False) -> T:
         return await work(FakeTransaction(copy.deepcopy(self.state)))
 
 
