@@ -51,16 +51,14 @@ class Container:
     _follower: asyncio.Task[None] | None = None
     _watch: CommitWatch | None = None
 
-    def start_relay(
-        self, *, follow_commits: bool = False, parent_alive: Callable[[], bool] | None = None
-    ) -> None:
+    def start_relay(self, *, follow_commits: bool = False) -> None:
         """Run the relay; `follow_commits`: on a SQLite file, wake it on other processes'
         commits too (a relay apart, or several web workers)."""
         self._relay_task = asyncio.create_task(self.relay.run(self._stop), name="relay")
         if follow_commits and watchable(self.settings.database_url):
             self._watch = CommitWatch(self.settings.database_url)
             self._follower = asyncio.create_task(
-                follow(self.relay, self._watch.changed, self._stop, parent_alive=parent_alive),
+                follow(self.relay, self._watch.changed, self._stop),
                 name="relay-follower",
             )
 

@@ -33,6 +33,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from signup.adapters import tables as t
+from signup.adapters.database import SQLITE_BUSY_TIMEOUT_MS
 from signup.adapters.repository import OutboxEntry, OutboxStatus
 from signup.domain.errors import AccountAlreadyCompleted, EmailAlreadyRegistered, RequestInProgress
 from signup.domain.events import UserRegistered
@@ -486,6 +487,16 @@ class SqlTransaction:
         self.outbox_written = True
 
 
+def _checkpoint(database: str) -> None:
+    conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    except sqlite3.Error as exc:  # e.g. another process's checkpoint is running
+        log.debug("uow.checkpoint_skipped", reason=str(exc))
+    finally:
+        conn.close()
+
+
 @dataclass
 class _Job:
     work: Work[Any]
@@ -612,20 +623,14 @@ class SqlUnitOfWork:
         this task runs a PASSIVE checkpoint, which never waits for or blocks a writer,
         in a thread (SQLite lets go of the interpreter lock while it works).
         """
-        conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
         done = self.batches
-        try:
-            while True:
-                await asyncio.sleep(self.checkpoint_every)
-                if self.batches == done:
-                    continue
+        while True:
+            await asyncio.sleep(self.checkpoint_every)
+            if self.batches != done:
                 done = self.batches
-                try:
-                    await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error as exc:  # e.g. another process's checkpoint is running
-                    log.debug("uow.checkpoint_skipped", reason=str(exc))
-        finally:
-            conn.close()
+                # Shielded: a checkpoint under way finishes even if this task is
+                # cancelled (its connection is its own and closes with it).
+                await asyncio.shield(asyncio.to_thread(_checkpoint, database))
 
     async def _lock_file(self) -> None:
         """Writers of every process on this file take turns through a lock file.

@@ -48,42 +48,24 @@ def serve(
         bool, typer.Option("--no-relay", help="Don't publish the outbox here (run `signup relay`).")
     ] = False,
 ) -> None:
-    """Serve the sign-up page and API (applies migrations first; runs the outbox relay too).
-
-    On a SQLite file the relay runs as a process of its own that serve starts, restarts
-    and stops; elsewhere it runs inside the web process.
-    """
+    """Serve the sign-up page and API (applies migrations first; runs the outbox relay too)."""
     import uvicorn
-
-    from signup.adapters.database import watchable
-    from signup.entrypoints.relay_process import RelayProcess
 
     settings = _settings()
     _migrate_in_child()
-    # A relay apart takes none of the web process's time (one interpreter lock for
-    # everything it runs) and, on SQLite, still learns of each commit within
-    # milliseconds (CommitWatch); its share of the CPU is its own.
-    apart = not no_relay and watchable(settings.database_url)
-    os.environ["SIGNUP_RUN_RELAY"] = "0" if no_relay or apart else "1"
-    child = RelayProcess() if apart else None
-    if child is not None:
-        child.start()
-    try:
-        uvicorn.run(
-            "signup.entrypoints.web.factory:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=settings.web_concurrency,
-            access_log=False,
-            log_config=None,
-            server_header=False,
-            proxy_headers=settings.trust_forwarded_for,
-            timeout_graceful_shutdown=10,
-        )
-    finally:
-        if child is not None:
-            child.stop()
+    os.environ["SIGNUP_RUN_RELAY"] = "0" if no_relay else "1"
+    uvicorn.run(
+        "signup.entrypoints.web.factory:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=settings.web_concurrency,
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        proxy_headers=settings.trust_forwarded_for,
+        timeout_graceful_shutdown=10,
+    )
 
 
 def _migrate_in_child() -> None:
@@ -97,27 +79,18 @@ def _migrate_in_child() -> None:
 
 
 @app.command()
-def relay(
-    parent: Annotated[
-        int | None,
-        typer.Option(hidden=True, help="Started by serve: stop once this process is gone."),
-    ] = None,
-) -> None:
+def relay() -> None:
     """Publish the outbox to RabbitMQ, alone (for deployments that scale it apart)."""
     from signup.bootstrap import bootstrap
 
     settings = _settings()
-    if parent is None:  # serve has applied them before starting this one
-        apply_migrations(settings.database_url)
+    apply_migrations(settings.database_url)
 
     async def run() -> None:
         container = bootstrap(settings)
         # On SQLite, commits of the web processes wake this relay within milliseconds;
         # elsewhere it polls (SIGNUP_RELAY_POLL_SECONDS).
-        container.start_relay(
-            follow_commits=True,
-            parent_alive=None if parent is None else (lambda: os.getppid() == parent),
-        )
+        container.start_relay(follow_commits=True)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, container.stop_relay)

@@ -38,6 +38,7 @@ class Relay:
     exclusive: bool = False
     reconcile: Callable[[], Awaitable[object]] | None = None
     reconcile_every: float = 60.0
+    gather_seconds: float = 0.005
     holder: str = field(default_factory=holder_name)
     published: int = field(default=0, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -51,7 +52,9 @@ class Relay:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("relay.started", holder=self.holder, exclusive=self.exclusive)
         backoff = 0.0
-        next_reconcile = asyncio.get_running_loop().time() + self.reconcile_every
+        loop = asyncio.get_running_loop()
+        next_reconcile = loop.time() + self.reconcile_every
+        last_drain = -self.gather_seconds
         while not stop.is_set():
             try:
                 if self.exclusive and not await self._hold_lease():
@@ -59,6 +62,12 @@ class Relay:
                     # (each ask is a write transaction); wait out the poll period.
                     await self._sleep(stop, self.poll_seconds, wakeable=False)
                     continue
+                # A short pause after the last batch lets a burst of commits make one
+                # batch (one read, one publish, one write) instead of one each.
+                pause = last_drain + self.gather_seconds - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                last_drain = loop.time()
                 sent, failed = await self.drain_once()
                 backoff = min(max(backoff * 2, 0.2), 5.0) if failed else 0.0
                 if self.reconcile and asyncio.get_running_loop().time() >= next_reconcile:
@@ -156,26 +165,13 @@ class Relay:
 
 
 async def follow_commits(
-    relay: Relay,
-    changed: Callable[[], bool],
-    stop: asyncio.Event,
-    every: float = 0.01,
-    parent_alive: Callable[[], bool] | None = None,
+    relay: Relay, changed: Callable[[], bool], stop: asyncio.Event, every: float = 0.01
 ) -> None:
     """Wake `relay` whenever another process commits (a relay apart from the web app).
 
     Looks every `every` seconds, so a burst of commits makes one batch, not one each.
-    Stops the relay (sets `stop`) once `parent_alive` says that the `signup serve`
-    that started it is gone: a relay left behind would only hold the lease.
     """
-    loop = asyncio.get_running_loop()
-    next_parent_check = loop.time()
     while not stop.is_set():
         await asyncio.sleep(every)
         if changed():
             relay.wake()
-        if parent_alive is not None and loop.time() >= next_parent_check:
-            next_parent_check = loop.time() + 1.0
-            if not parent_alive():
-                log.warning("relay.parent_gone")
-                stop.set()
