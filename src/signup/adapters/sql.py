@@ -586,6 +586,9 @@ class SqlUnitOfWork:
     async def _write_forever(self, queue: asyncio.Queue[_Job]) -> None:
         while True:
             jobs = [await queue.get()]
+            # One turn of the event loop first: requests already read by now add their
+            # work to this batch (one commit for all) instead of starting one each.
+            await asyncio.sleep(0)
             while len(jobs) < self.max_batch and not queue.empty():
                 jobs.append(queue.get_nowait())
             self._committing = True
