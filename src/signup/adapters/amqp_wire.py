@@ -51,7 +51,7 @@ class Outgoing:
     timestamp: datetime
 
 
-def _short(value: str) -> bytes:
+def short_string(value: str) -> bytes:
     raw = value.encode()
     if len(raw) > 255:
         raise ValueError(f"AMQP short string over 255 bytes: {value[:40]}…")
@@ -64,15 +64,15 @@ def _frame(kind: int, payload: bytes) -> bytes:
 
 def encode_publish(exchange: bytes, message: Outgoing, frame_max: int) -> bytes:
     """Basic.Publish (mandatory) + content header (persistent) + body frames."""
-    method = _PUBLISH_HEAD + exchange + _short(message.routing_key) + b"\x01"
+    method = _PUBLISH_HEAD + exchange + short_string(message.routing_key) + b"\x01"
     properties = b"".join(
         (
-            _short(message.content_type),
+            short_string(message.content_type),
             b"\x02",  # delivery-mode 2: persistent
-            _short(message.message_id),
+            short_string(message.message_id),
             struct.pack(">Q", int(message.timestamp.timestamp())),
-            _short(message.type),
-            _short(message.app_id),
+            short_string(message.type),
+            short_string(message.app_id),
         )
     )
     header = struct.pack(">HHQH", 60, 0, len(message.body), _FLAGS) + properties
@@ -105,7 +105,7 @@ class ConfirmingConnection:
         vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
         self._vhost = vhost or "/"
         self._exchange = exchange
-        self._exchange_short = _short(exchange)
+        self._exchange_short = short_string(exchange)
         self._name = connection_name
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
