@@ -9,7 +9,7 @@ from pamqp import frame as codec
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
-from signup.adapters.amqp_wire import CHANNEL, Outgoing, short_string, encode_publish
+from signup.adapters.amqp_wire import CHANNEL, Outgoing, encode_publish, short_string
 
 
 def frames(data: bytes) -> list[object]:
@@ -36,7 +36,9 @@ def message(body: bytes) -> Outgoing:
 
 def test_a_publish_is_method_header_and_body_as_the_codec_reads_them() -> None:
     body = b'{"id": "6f1c2b1e"}'
-    method, header, content = frames(encode_publish(short_string("signup.events"), message(body), 4096))
+    method, header, content = frames(
+        encode_publish(short_string("signup.events"), message(body), 4096)
+    )
     assert isinstance(method, spec.Basic.Publish)
     assert (method.exchange, method.routing_key, method.mandatory) == (
         "signup.events",
