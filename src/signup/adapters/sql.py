@@ -423,7 +423,7 @@ class InlineConnection:
     """An `AsyncConnection` look-alike over a plain `Connection`: awaiting never suspends.
 
     The repositories above await `execute`; over this connection that await completes
-    at once, so a unit of work can be driven to its end in one thread (see
+    at once, so a unit of work can be driven to its end without suspending (see
     `SqlUnitOfWork`) with the very same repository code. The hot path's writes go
     straight to sqlite3 (see `_DIRECT`), inside the same transaction.
     """
