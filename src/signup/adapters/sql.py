@@ -58,26 +58,17 @@ _SIGNUP_SETTLE = update(t.signups).where(
     _s.id == bindparam("p_id"), _s.status == bindparam("p_expected")
 )
 _OUTBOX_INSERT = insert(t.outbox)
-_OUTBOX_CLAIMABLE = (
-    select(
-        _o.id, _o.event_id, _o.routing_key, _o.event_type, _o.payload, _o.created_at, _o.attempts
-    )
-    .where(
-        _o.published_at.is_(None),
-        or_(_o.claimed_until.is_(None), _o.claimed_until < bindparam("p_now")),
-    )
-    .order_by(_o.id)
-    .limit(bindparam("p_limit"))
-    .with_for_update(skip_locked=True)
+# Unpublished entries, oldest first: the relay's batch (exclusive, SQLite) or, narrowed
+# to unleased rows and locked, its claim (shared, PostgreSQL).
+_OUTBOX_ENTRIES = select(
+    _o.id, _o.event_id, _o.routing_key, _o.event_type, _o.payload, _o.created_at, _o.attempts
 )
 _OUTBOX_UNPUBLISHED = (
-    select(
-        _o.id, _o.event_id, _o.routing_key, _o.event_type, _o.payload, _o.created_at, _o.attempts
-    )
-    .where(_o.published_at.is_(None))
-    .order_by(_o.id)
-    .limit(bindparam("p_limit"))
+    _OUTBOX_ENTRIES.where(_o.published_at.is_(None)).order_by(_o.id).limit(bindparam("p_limit"))
 )
+_OUTBOX_CLAIMABLE = _OUTBOX_UNPUBLISHED.where(
+    or_(_o.claimed_until.is_(None), _o.claimed_until < bindparam("p_now"))
+).with_for_update(skip_locked=True)
 _OUTBOX_CLAIM = (
     update(t.outbox)
     .where(_o.id.in_(bindparam("p_ids", expanding=True)))
@@ -107,6 +98,17 @@ def _signup_from_row(row: Any) -> SignUp:
         event_id=row.event_id,
         response_status=row.response_status,
         response_body=orjson.loads(row.response_body) if row.response_body else None,
+    )
+
+
+def _entry_from_row(row: Any, attempts: int) -> OutboxEntry:
+    return OutboxEntry(
+        row.event_id,
+        row.routing_key,
+        row.event_type,
+        row.payload.encode(),
+        row.created_at,
+        attempts,
     )
 
 
@@ -227,31 +229,11 @@ class SqlOutbox:
             _OUTBOX_CLAIM,
             {"p_ids": [r.id for r in rows], "p_until": until, "p_holder": holder},
         )
-        return [
-            OutboxEntry(
-                r.event_id,
-                r.routing_key,
-                r.event_type,
-                r.payload.encode(),
-                r.created_at,
-                r.attempts + 1,
-            )
-            for r in rows
-        ]
+        return [_entry_from_row(r, r.attempts + 1) for r in rows]
 
     async def unpublished(self, limit: int) -> list[OutboxEntry]:
         rows = await self._conn.execute(_OUTBOX_UNPUBLISHED, {"p_limit": limit})
-        return [
-            OutboxEntry(
-                r.event_id,
-                r.routing_key,
-                r.event_type,
-                r.payload.encode(),
-                r.created_at,
-                r.attempts,
-            )
-            for r in rows
-        ]
+        return [_entry_from_row(r, r.attempts) for r in rows]
 
     async def mark_published(self, event_ids: list[str], at: datetime) -> None:
         if event_ids:
@@ -292,28 +274,8 @@ class SqlOutbox:
             conditions.append(o.created_at >= since)
         if event_id is not None:
             conditions.append(o.event_id == event_id)
-        query = (
-            select(
-                o.id, o.event_id, o.routing_key, o.event_type, o.payload, o.created_at, o.attempts
-            )
-            .where(and_(*conditions))
-            .order_by(o.id)
-            .limit(limit)
-        )
-        return [
-            (
-                r.id,
-                OutboxEntry(
-                    r.event_id,
-                    r.routing_key,
-                    r.event_type,
-                    r.payload.encode(),
-                    r.created_at,
-                    r.attempts,
-                ),
-            )
-            for r in await self._conn.execute(query)
-        ]
+        query = _OUTBOX_ENTRIES.where(and_(*conditions)).order_by(o.id).limit(limit)
+        return [(r.id, _entry_from_row(r, r.attempts)) for r in await self._conn.execute(query)]
 
 
 class SqlUsers:
