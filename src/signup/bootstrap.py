@@ -62,12 +62,6 @@ class Container:
                 name="relay-follower",
             )
 
-    def stop_relay(self) -> None:
-        self._stop.set()
-
-    async def relay_stopping(self) -> None:
-        await self._stop.wait()
-
     async def aclose(self) -> None:
         self._stop.set()
         if self._relay_task is not None:

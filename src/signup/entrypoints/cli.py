@@ -91,10 +91,7 @@ def relay() -> None:
         # On SQLite, commits of the web processes wake this relay within milliseconds;
         # elsewhere it polls (SIGNUP_RELAY_POLL_SECONDS).
         container.start_relay(follow_commits=True)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, container.stop_relay)
-        await container.relay_stopping()
+        await _until_signalled(asyncio.Event())
         await container.aclose()
 
     asyncio.run(run())
