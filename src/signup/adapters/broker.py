@@ -6,7 +6,6 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import aio_pika
 import structlog
 
 from signup.adapters.amqp_wire import ConfirmingConnection, Outgoing
@@ -32,18 +31,6 @@ class EventPublisher(Protocol):
     def connected(self) -> bool: ...
 
     async def close(self) -> None: ...
-
-
-def message_for(entry: OutboxEntry) -> aio_pika.Message:
-    return aio_pika.Message(
-        body=entry.payload,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=entry.event_id,
-        content_type=CONTENT_TYPE,
-        type=entry.event_type,
-        timestamp=entry.created_at,
-        app_id=APP_ID,
-    )
 
 
 class AmqpPublisher:
