@@ -223,7 +223,7 @@ class ConfirmingConnection:
     async def _read_forever(self) -> None:
         assert self._reader is not None
         buffer = b""
-        returning: str | None = None  # a Basic.Return's header says which message
+        returning = False  # after a Basic.Return, its header says which message
         try:
             while True:
                 data = await self._reader.read(65536)
@@ -244,17 +244,17 @@ class ConfirmingConnection:
             self._fail_all(reason)
             self._replies.put_nowait(AmqpError(reason))
 
-    def _on_frame(self, channel: int, value: Any, returning: str | None) -> str | None:
+    def _on_frame(self, channel: int, value: Any, returning: bool) -> bool:
         if isinstance(value, spec.Basic.Ack):
             self._settle(value.delivery_tag, value.multiple, None)
         elif isinstance(value, spec.Basic.Nack):
             self._settle(value.delivery_tag, value.multiple, "nacked by the broker")
         elif isinstance(value, spec.Basic.Return):
-            return "?"
+            return True
         elif isinstance(value, ContentHeader):
-            if returning is not None:
+            if returning:
                 self._returned.add(value.properties.message_id or "")
-                return None
+                return False
         elif isinstance(value, Heartbeat):
             pass
         elif isinstance(value, spec.Connection.Close | spec.Channel.Close):
