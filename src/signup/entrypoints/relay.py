@@ -70,8 +70,8 @@ class Relay:
                 last_drain = loop.time()
                 sent, failed = await self.drain_once()
                 backoff = min(max(backoff * 2, 0.2), 5.0) if failed else 0.0
-                if self.reconcile and asyncio.get_running_loop().time() >= next_reconcile:
-                    next_reconcile = asyncio.get_running_loop().time() + self.reconcile_every
+                if self.reconcile and loop.time() >= next_reconcile:
+                    next_reconcile = loop.time() + self.reconcile_every
                     await self.reconcile()
                 if sent and not failed:
                     continue  # more may be waiting
