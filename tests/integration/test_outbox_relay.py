@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import traceback
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -222,7 +223,8 @@ async def test_two_processes_writers_on_one_sqlite_file_take_turns(sqlite_url: s
             *(local_service(second).register(command(f"b{i}@example.com")) for i in range(40)),
             return_exceptions=True,
         )
-        assert [r for r in results if isinstance(r, BaseException)] == []
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert errors == [], "".join(traceback.format_exception(errors[0]))
         status = await first.read(lambda tx: tx.outbox.status())
         assert status.pending == 80
         assert first.batches + second.batches < 160, "each side still commits in batches"

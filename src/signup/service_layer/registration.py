@@ -26,7 +26,7 @@ from signup.domain.errors import (
 )
 from signup.domain.events import UserRegistered, UserRegisteredData
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
-from signup.service_layer.unit_of_work import Transaction, UnitOfWork, Work
+from signup.service_layer.unit_of_work import Transaction, UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -198,40 +198,34 @@ class RegistrationService:
             response_body=answer.body(),
         )
 
-        def completing(look_for_owner: bool) -> Work[SignUp | None]:
-            async def complete(tx: Transaction) -> SignUp | None:
-                # One account, one event: when another sign-up of this person already
-                # completed with this account (a retry without the Idempotency-Key, a
-                # second tab, reconciliation of an earlier attempt), this one takes its
-                # answer and queues nothing.
-                if look_for_owner:
-                    owner = await tx.signups.created_for(
-                        account.user_id, {signup.applicant.email, account.email}
-                    )
-                    if owner is not None and owner.id != signup.id:
-                        duplicate = replace(created, status=SignUpStatus.EXISTING, event_id=None)
-                        for expected in (SignUpStatus.PENDING, SignUpStatus.ABANDONED):
-                            if await tx.signups.settle(duplicate, expected=expected):
-                                return owner
-                        return await tx.signups.get(signup.id)
-                # A sign-up given up for lost whose account turns out to exist is
-                # completed all the same: an account must never be left without its event.
+        async def complete(tx: Transaction) -> SignUp | None:
+            # One account, one event: when another sign-up of this person already
+            # completed with this account (a retry without the Idempotency-Key, a second
+            # tab, reconciliation of an earlier attempt), this one takes its answer and
+            # queues nothing.
+            owner = await tx.signups.created_for(
+                account.user_id, {signup.applicant.email, account.email}
+            )
+            if owner is not None and owner.id != signup.id:
+                duplicate = replace(created, status=SignUpStatus.EXISTING, event_id=None)
                 for expected in (SignUpStatus.PENDING, SignUpStatus.ABANDONED):
-                    if await tx.signups.settle(created, expected=expected):
-                        await tx.outbox.add(event)
-                        return None
+                    if await tx.signups.settle(duplicate, expected=expected):
+                        return owner
                 return await tx.signups.get(signup.id)
-
-            return complete
+            # A sign-up given up for lost whose account turns out to exist is completed
+            # all the same: an account must never be left without its event.
+            for expected in (SignUpStatus.PENDING, SignUpStatus.ABANDONED):
+                if await tx.signups.settle(created, expected=expected):
+                    await tx.outbox.add(event)
+                    return None
+            return await tx.signups.get(signup.id)
 
         try:
-            # The common case first: no other sign-up owns this account. The unique index
-            # on a created sign-up's user id catches the rare other case, which is then
-            # settled as a duplicate (a lookup on every sign-up cost a quarter of the
-            # database writer's time).
-            winner = await self.uow.run(completing(look_for_owner=False))
+            winner = await self.uow.run(complete)
         except AccountAlreadyCompleted:
-            winner = await self.uow.run(completing(look_for_owner=True))
+            # Another process completed this account in the same instant; its sign-up
+            # is now visible, so this one settles as a duplicate of it.
+            winner = await self.uow.run(complete)
         if winner is not None and winner.response_body and winner.user_id:
             return Registered(winner.user_id, winner.applicant.email, replayed=True)
         return answer
