@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -42,8 +41,8 @@ class SignUpRepository(Protocol):
 
     async def pending_before(self, cutoff: datetime, limit: int) -> list[SignUp]: ...
 
-    async def created_for(self, user_id: str, emails: Collection[str]) -> SignUp | None:
-        """The sign-up that completed with this account (looked up under these e-mails)."""
+    async def created_for(self, user_id: str, email: str, account_email: str) -> SignUp | None:
+        """The sign-up that completed with this account (under either e-mail)."""
         ...
 
     async def settle(self, signup: SignUp, *, expected: SignUpStatus) -> bool:

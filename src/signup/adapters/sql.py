@@ -7,7 +7,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -49,10 +49,12 @@ log = structlog.get_logger(__name__)
 _s, _o = t.signups.c, t.outbox.c
 _SIGNUP_INSERT = insert(t.signups)
 _SIGNUP_BY_ID = select(t.signups).where(_s.id == bindparam("p_id"))
+# The applicant's and the account's e-mail (the same but for case, nearly always): two
+# plain parameters rather than an expanding list, so the statement compiles once.
 _SIGNUP_CREATED_FOR = select(t.signups).where(
-    _s.email.in_(bindparam("p_emails", expanding=True)),  # the indexed column narrows it first
+    _s.email.in_([bindparam("p_email"), bindparam("p_other_email")]),  # indexed: first
     _s.user_id == bindparam("p_user_id"),
-    _s.status == SignUpStatus.CREATED.value,
+    _s.status == bindparam("p_status"),
 )
 _SIGNUP_SETTLE = update(t.signups).where(
     _s.id == bindparam("p_id"), _s.status == bindparam("p_expected")
@@ -182,8 +184,13 @@ class SqlSignUps:
         )
         return [_signup_from_row(r) for r in await self._conn.execute(query)]
 
-    async def created_for(self, user_id: str, emails: Collection[str]) -> SignUp | None:
-        params = {"p_emails": sorted(emails), "p_user_id": user_id}
+    async def created_for(self, user_id: str, email: str, account_email: str) -> SignUp | None:
+        params = {
+            "p_email": email,
+            "p_other_email": account_email,
+            "p_user_id": user_id,
+            "p_status": SignUpStatus.CREATED.value,
+        }
         row = (await self._conn.execute(_SIGNUP_CREATED_FOR, params)).first()
         return _signup_from_row(row) if row else None
 
@@ -352,6 +359,7 @@ class _Direct:
     sql: str
     names: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
+    selects: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,10 +369,32 @@ class _Changed:
     rowcount: int
 
 
-# The writes every sign-up makes. SQLAlchemy's execution path cost several times
-# SQLite's own work per statement; these skip it once compiled (by SQLAlchemy, with
-# its own type processing, so the rows are the same as through it).
-_DIRECT = frozenset(id(s) for s in (_SIGNUP_INSERT, _SIGNUP_SETTLE, _OUTBOX_INSERT))
+class _NoRows:
+    """What a direct SELECT that found nothing answers (a row found goes through
+    SQLAlchemy again, for its typed row)."""
+
+    rowcount = 0
+
+    def first(self) -> None:
+        return None
+
+    def all(self) -> list[Any]:
+        return []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+
+_NO_ROWS = _NoRows()
+
+
+# The statements every sign-up runs in the writer. SQLAlchemy's execution path cost
+# several times SQLite's own work per statement; these skip it once compiled (by
+# SQLAlchemy, with its own type processing, so the rows are the same as through it).
+# The owner lookup finds nothing but for a retry, so only its misses are answered here.
+_DIRECT = frozenset(
+    id(s) for s in (_SIGNUP_INSERT, _SIGNUP_SETTLE, _OUTBOX_INSERT, _SIGNUP_CREATED_FOR)
+)
 _Plans = dict[tuple[int, tuple[str, ...]], _Direct | None]
 
 
@@ -378,7 +408,7 @@ def _plan(conn: Connection, statement: Executable, keys: tuple[str, ...]) -> _Di
     if not set(names) <= set(keys):  # a column default to fill in: SQLAlchemy's job
         return None
     processors = tuple(compiled.binds[n].type.bind_processor(conn.dialect) for n in names)
-    return _Direct(compiled.string, names, processors)
+    return _Direct(compiled.string, names, processors, statement.is_select)
 
 
 class InlineConnection:
@@ -403,10 +433,12 @@ class InlineConnection:
                 self._plans[key] = _plan(self._conn, statement, key[1])
             direct = self._plans[key]
             if direct is not None:
-                return self._run(direct, parameters)
+                answer = self._run(direct, parameters)
+                if answer is not None:
+                    return answer
         return self._conn.execute(statement, parameters)
 
-    def _run(self, direct: _Direct, parameters: dict[str, Any]) -> _Changed:
+    def _run(self, direct: _Direct, parameters: dict[str, Any]) -> _Changed | _NoRows | None:
         values = [
             parameters[name] if process is None else process(parameters[name])
             for name, process in zip(direct.names, direct.processors, strict=True)
@@ -419,7 +451,11 @@ class InlineConnection:
             raise DBAPIError.instance(
                 direct.sql, values, exc, sqlite3.Error, hide_parameters=True
             ) from exc
-        return _Changed(cursor.rowcount)
+        if not direct.selects:
+            return _Changed(cursor.rowcount)
+        found = cursor.fetchone() is not None
+        cursor.close()
+        return None if found else _NO_ROWS
 
 
 AnyConnection = AsyncConnection | InlineConnection
@@ -495,6 +531,7 @@ class SqlUnitOfWork:
     _committing: bool = field(default=False, init=False)
     _plans: _Plans = field(default_factory=dict, init=False)
     _lock_fd: int | None = field(default=None, init=False)
+    _writer_conn: Connection | None = field(default=None, init=False)
     batches: int = field(default=0, init=False)
 
     async def run(self, work: Work[T]) -> T:
@@ -532,6 +569,9 @@ class SqlUnitOfWork:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointer
             self._checkpointer = None
+        if self._writer_conn is not None:
+            self._writer_conn.close()
+            self._writer_conn = None
         for engine in (self.inline_writer, self.inline_reader):
             if engine is not None:
                 engine.dispose()
@@ -621,9 +661,9 @@ class SqlUnitOfWork:
 
     def _commit_inline(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], bool]:
         """The batch in one transaction (on the event loop); on failure, each alone."""
-        assert self.inline_writer is not None
+        conn = self._writer_connection()
         try:
-            with self.inline_writer.begin() as conn:
+            with conn.begin():
                 tx = SqlTransaction(InlineConnection(conn, self._plans), self.clock)
                 results = [run_inline(job.work(tx)) for job in jobs]
         except Exception as exc:
@@ -638,6 +678,15 @@ class SqlUnitOfWork:
             return outcomes, written
         self.batches += 1
         return [(True, result) for result in results], tx.outbox_written
+
+    def _writer_connection(self) -> Connection:
+        """The writer's one connection, kept: taking it from the pool and handing it back
+        (with its reset) for every batch cost more than a small batch's statements."""
+        assert self.inline_writer is not None
+        conn = self._writer_conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._writer_conn = self.inline_writer.connect()
+        return conn
 
     async def _commit(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], bool]:
         """The asyncio twin of `_commit_inline` (PostgreSQL)."""

@@ -204,7 +204,7 @@ class RegistrationService:
             # tab, reconciliation of an earlier attempt), this one takes its answer and
             # queues nothing.
             owner = await tx.signups.created_for(
-                account.user_id, {signup.applicant.email, account.email}
+                account.user_id, signup.applicant.email, account.email
             )
             if owner is not None and owner.id != signup.id:
                 duplicate = replace(created, status=SignUpStatus.EXISTING, event_id=None)

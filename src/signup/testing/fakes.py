@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
@@ -67,12 +66,12 @@ class FakeSignUps:
         ]
         return sorted(pending, key=lambda s: s.requested_at)[:limit]
 
-    async def created_for(self, user_id: str, emails: Collection[str]) -> SignUp | None:
+    async def created_for(self, user_id: str, email: str, account_email: str) -> SignUp | None:
         for signup in self._s.signups.values():
             if (
                 signup.status is SignUpStatus.CREATED
                 and signup.user_id == user_id
-                and signup.applicant.email in emails
+                and signup.applicant.email in (email, account_email)
             ):
                 return replace(signup)
         return None
