@@ -18,6 +18,8 @@ class OutboxEntry:
     payload: bytes
     created_at: datetime
     attempts: int = 0
+    # The row's place in the outbox: a later row has a higher one.
+    position: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +61,9 @@ class OutboxRepository(Protocol):
         """Lease up to `limit` unpublished entries (oldest first) that no live lease holds."""
         ...
 
-    async def unpublished(self, limit: int) -> list[OutboxEntry]:
-        """Up to `limit` unpublished entries, oldest first, leased or not (a plain read)."""
+    async def unpublished(self, limit: int, after: int = 0) -> list[OutboxEntry]:
+        """Up to `limit` unpublished entries past position `after`, oldest first, leased or
+        not (a plain read)."""
         ...
 
     async def mark_published(self, event_ids: list[str], at: datetime) -> None: ...

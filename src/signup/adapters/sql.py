@@ -68,6 +68,7 @@ _OUTBOX_ENTRIES = select(
 _OUTBOX_UNPUBLISHED = (
     _OUTBOX_ENTRIES.where(_o.published_at.is_(None)).order_by(_o.id).limit(bindparam("p_limit"))
 )
+_OUTBOX_UNPUBLISHED_AFTER = _OUTBOX_UNPUBLISHED.where(_o.id > bindparam("p_after"))
 _OUTBOX_CLAIMABLE = _OUTBOX_UNPUBLISHED.where(
     or_(_o.claimed_until.is_(None), _o.claimed_until < bindparam("p_now"))
 ).with_for_update(skip_locked=True)
@@ -111,6 +112,7 @@ def _entry_from_row(row: Any, attempts: int) -> OutboxEntry:
         row.payload.encode(),
         row.created_at,
         attempts,
+        row.id,
     )
 
 
@@ -238,8 +240,10 @@ class SqlOutbox:
         )
         return [_entry_from_row(r, r.attempts + 1) for r in rows]
 
-    async def unpublished(self, limit: int) -> list[OutboxEntry]:
-        rows = await self._conn.execute(_OUTBOX_UNPUBLISHED, {"p_limit": limit})
+    async def unpublished(self, limit: int, after: int = 0) -> list[OutboxEntry]:
+        rows = await self._conn.execute(
+            _OUTBOX_UNPUBLISHED_AFTER, {"p_limit": limit, "p_after": after}
+        )
         return [_entry_from_row(r, r.attempts) for r in rows]
 
     async def mark_published(self, event_ids: list[str], at: datetime) -> None:

@@ -39,11 +39,18 @@ class Relay:
     reconcile: Callable[[], Awaitable[object]] | None = None
     reconcile_every: float = 60.0
     gather_seconds: float = 0.005
+    # Batches published and awaiting their confirms at once: the next batch goes out
+    # while the broker is still confirming (writing to disk) the ones before it.
+    max_in_flight: int = 8
     holder: str = field(default_factory=holder_name)
     published: int = field(default=0, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _leader: bool = field(default=False, init=False)
     _lease_until: datetime | None = field(default=None, init=False)
+    _flying: set[asyncio.Task[tuple[int, int]]] = field(default_factory=set, init=False)
+    _read_up_to: int = field(default=0, init=False)
+    _failed: bool = field(default=False, init=False)
+    _backoff: float = field(default=0.0, init=False)
 
     def wake(self) -> None:
         """Called right after a commit that wrote outbox rows: no waiting for the poll."""
@@ -51,51 +58,90 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("relay.started", holder=self.holder, exclusive=self.exclusive)
-        backoff = 0.0
         loop = asyncio.get_running_loop()
         next_reconcile = loop.time() + self.reconcile_every
         last_drain = -self.gather_seconds
-        while not stop.is_set():
-            try:
-                if self.exclusive and not await self._hold_lease():
-                    # Not the leader: our own commits' wake-ups are no reason to ask again
-                    # (each ask is a write transaction); wait out the poll period.
-                    await self._sleep(stop, self.poll_seconds, wakeable=False)
-                    continue
-                # A short pause after the last batch lets a burst of commits make one
-                # batch (one read, one publish, one write) instead of one each.
-                pause = last_drain + self.gather_seconds - loop.time()
-                if pause > 0:
-                    await asyncio.sleep(pause)
-                last_drain = loop.time()
-                sent, failed = await self.drain_once()
-                backoff = min(max(backoff * 2, 0.2), 5.0) if failed else 0.0
-                if self.reconcile and loop.time() >= next_reconcile:
-                    next_reconcile = loop.time() + self.reconcile_every
-                    await self.reconcile()
-                if sent and not failed:
-                    continue  # more may be waiting
-                await self._sleep(stop, backoff or self.poll_seconds)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("relay.cycle_failed")
-                await self._sleep(stop, 1.0)
+        try:
+            while not stop.is_set():
+                try:
+                    if self.exclusive and not await self._hold_lease():
+                        # Not the leader: our own commits' wake-ups are no reason to ask
+                        # again (each ask is a write transaction); wait out the poll period.
+                        await self._sleep(stop, self.poll_seconds, wakeable=False)
+                        continue
+                    if self._failed:
+                        # Let every batch in flight settle before reading again from the
+                        # start: what failed is read again, what went through is not.
+                        await self._landed()
+                        self._failed = False
+                        self._wake.clear()
+                        self._backoff = min(max(self._backoff * 2, 0.2), 5.0)
+                        await self._sleep(stop, self._backoff)
+                    # A short pause after the last batch lets a burst of commits make one
+                    # batch (one read, one publish, one write) instead of one each.
+                    pause = last_drain + self.gather_seconds - loop.time()
+                    if pause > 0:
+                        await asyncio.sleep(pause)
+                    last_drain = loop.time()
+                    launched = await self._launch()
+                    if self.reconcile and loop.time() >= next_reconcile:
+                        next_reconcile = loop.time() + self.reconcile_every
+                        await self.reconcile()
+                    if launched:
+                        if len(self._flying) >= self.max_in_flight:
+                            await asyncio.wait(self._flying, return_when=asyncio.FIRST_COMPLETED)
+                        continue  # more may be waiting
+                    if not self._failed:
+                        await self._sleep(stop, self.poll_seconds)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("relay.cycle_failed")
+                    await self._sleep(stop, 1.0)
+        finally:
+            await self._landed()
         if self.exclusive and self._leader:
             with contextlib.suppress(Exception):
                 await self.uow.run(self._release_lease)
         log.info("relay.stopped", published=self.published)
 
     async def drain_once(self) -> tuple[int, int]:
-        """Claim a batch, publish it with confirms, record what the broker confirmed."""
+        """Take a batch, publish it with confirms, record what the broker confirmed."""
+        entries = await self._take()
+        return await self._send(entries) if entries else (0, 0)
+
+    async def _launch(self) -> bool:
+        """Take the next batch and publish it without waiting for its confirms."""
+        entries = await self._take()
+        if not entries:
+            return False
+        task = asyncio.create_task(self._send(entries), name="relay-batch")
+        self._flying.add(task)
+        task.add_done_callback(self._finished)
+        return True
+
+    def _finished(self, task: asyncio.Task[tuple[int, int]]) -> None:
+        self._flying.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("relay.record_failed", error=f"{type(error).__name__}: {error}"[:300])
+
+    async def _landed(self) -> None:
+        """Wait until every batch in flight has its outcome recorded."""
+        while self._flying:
+            await asyncio.wait(list(self._flying))
+
+    async def _take(self) -> list[OutboxEntry]:
         now = self.clock()
         until = now + timedelta(seconds=self.lease_seconds)
+        # Past what is in flight: those rows stay unpublished until their confirms are
+        # recorded. With nothing in flight every unpublished row is read again.
+        after = self._read_up_to if self._flying else 0
 
         async def claim(tx: Transaction) -> list[OutboxEntry]:
             return await tx.outbox.claim(self.holder, until, now, self.batch_size)
 
         async def unpublished(tx: Transaction) -> list[OutboxEntry]:
-            return await tx.outbox.unpublished(self.batch_size)
+            return await tx.outbox.unpublished(self.batch_size, after)
 
         self._wake.clear()
         # Exclusive (SQLite): the lease is the claim, only its holder publishes, so a
@@ -103,8 +149,11 @@ class Relay:
         entries = await (
             self.uow.read(unpublished, quick=True) if self.exclusive else self.uow.run(claim)
         )
-        if not entries:
-            return 0, 0
+        if entries:
+            self._read_up_to = max(e.position for e in entries)
+        return entries
+
+    async def _send(self, entries: list[OutboxEntry]) -> tuple[int, int]:
         result = await self.publisher.publish(entries)
         confirmed_at = self.clock()
 
@@ -114,10 +163,19 @@ class Relay:
                 ids = [i for i, r in result.failed.items() if r == reason]
                 await tx.outbox.release(ids, reason)
 
-        await self.uow.run(record)
+        try:
+            await self.uow.run(record)
+        except Exception:
+            self._failed = True
+            self._wake.set()
+            raise
         self.published += len(result.confirmed)
         metrics.PUBLISHES.labels("confirmed").inc(len(result.confirmed))
-        if result.failed:
+        if not result.failed:
+            self._backoff = 0.0
+        else:
+            self._failed = True
+            self._wake.set()
             metrics.PUBLISHES.labels("failed").inc(len(result.failed))
             log.warning(
                 "relay.publish_failed",

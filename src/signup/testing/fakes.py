@@ -97,7 +97,12 @@ class FakeOutbox:
     async def add(self, event: UserRegistered) -> None:
         assert event.id not in self._s.outbox, "one outbox row per event id"
         self._s.outbox[event.id] = OutboxEntry(
-            event.id, event.routing_key, event.type, event.to_json(), event.time
+            event.id,
+            event.routing_key,
+            event.type,
+            event.to_json(),
+            event.time,
+            position=len(self._s.outbox) + 1,
         )
 
     async def claim(
@@ -112,8 +117,12 @@ class FakeOutbox:
             self._s.claims[entry.event_id] = until
         return free
 
-    async def unpublished(self, limit: int) -> list[OutboxEntry]:
-        return [e for i, e in self._s.outbox.items() if i not in self._s.published][:limit]
+    async def unpublished(self, limit: int, after: int = 0) -> list[OutboxEntry]:
+        return [
+            e
+            for i, e in self._s.outbox.items()
+            if i not in self._s.published and e.position > after
+        ][:limit]
 
     async def mark_published(self, event_ids: list[str], at: datetime) -> None:
         for event_id in event_ids:
