@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+from signup.adapters.broker import PublishResult
+from signup.adapters.repository import OutboxEntry
 from signup.domain.commands import RegisterUser
 from signup.domain.model import Applicant
 from signup.entrypoints.relay import RELAY_LEASE, Relay
@@ -64,3 +67,62 @@ async def test_a_follower_waits_out_its_poll_instead_of_asking_for_the_lease_on_
     await task
     asks = uow.commits - commits_before
     assert 1 <= asks <= 10, f"the follower asked for the lease {asks} times in about 0.5 s"
+
+
+class HeldPublisher(FakePublisher):
+    """Confirms only when the test lets it; batches listed in `failing` are nacked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+        self.release = asyncio.Event()
+        self.failing: set[int] = set()
+
+    async def publish(self, entries: list[OutboxEntry]) -> PublishResult:
+        number = len(self.batches)
+        self.batches.append([e.event_id for e in entries])
+        await self.release.wait()
+        if number in self.failing:
+            return PublishResult(failed={e.event_id: "nacked" for e in entries})
+        return await super().publish(entries)
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_the_next_batch_goes_out_while_the_last_awaits_its_confirms() -> None:
+    uow, now, publisher = FakeUnitOfWork(), clock(), HeldPublisher()
+    await signed_up(uow, now, 5)
+    relay = Relay(uow=uow, publisher=publisher, clock=now, exclusive=True, batch_size=2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    await until(lambda: len(publisher.batches) == 3)
+    assert publisher.sent == [], "three batches out, none confirmed yet"
+    sent_ids = [i for batch in publisher.batches for i in batch]
+    assert sorted(sent_ids) == sorted(uow.state.outbox), "each once"
+    publisher.release.set()
+    await until(lambda: relay.published == 5)
+    stop.set()
+    await task
+    assert [e.event_id for e in publisher.sent] == list(uow.state.outbox)
+    assert (await uow.read(lambda tx: tx.outbox.status())).pending == 0
+
+
+async def test_a_failed_batch_is_sent_again_and_the_confirmed_ones_are_not() -> None:
+    uow, now, publisher = FakeUnitOfWork(), clock(), HeldPublisher()
+    await signed_up(uow, now, 4)
+    publisher.failing = {0}
+    relay = Relay(uow=uow, publisher=publisher, clock=now, exclusive=True, batch_size=2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    await until(lambda: len(publisher.batches) == 2)
+    publisher.release.set()
+    await until(lambda: relay.published == 4)
+    stop.set()
+    await task
+    first, _second, *again = publisher.batches
+    assert again == [first], "only the nacked batch is published again"
+    assert sorted(e.event_id for e in publisher.sent) == sorted(uow.state.outbox)
