@@ -509,9 +509,11 @@ class _Job:
 class SqlUnitOfWork:
     """Commits many concurrent units of work in one transaction (group commit).
 
-    One writer task per process takes whatever work is waiting, runs it in a single
-    transaction and commits once: under load a commit (and its fsync) is shared by
-    many sign-ups, so durability costs little per request. If any work in a batch
+    Whatever work is waiting runs in a single transaction that commits once: under
+    load a commit (and its fsync) is shared by many sign-ups, so durability costs
+    little per request. On SQLite the batch is a callback of the event loop, scheduled
+    by the first work that finds none scheduled; on PostgreSQL one writer task takes
+    the batches. If any work in a batch
     fails, the batch is rolled back and each work re-run in its own transaction, so
     one failure never takes its neighbours with it.
     """
@@ -533,21 +535,35 @@ class SqlUnitOfWork:
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _checkpointer: asyncio.Task[None] | None = field(default=None, init=False)
     _committing: bool = field(default=False, init=False)
+    # SQLite: work waiting for the next flush, and whether one is scheduled (or waiting
+    # for another process's transaction to end).
+    _pending: list[_Job] = field(default_factory=list, init=False)
+    _flush_due: bool = field(default=False, init=False)
+    _lock_waiter: asyncio.Task[None] | None = field(default=None, init=False)
     _plans: _Plans = field(default_factory=dict, init=False)
     _lock_fd: int | None = field(default=None, init=False)
     _writer_conn: Connection | None = field(default=None, init=False)
     batches: int = field(default=0, init=False)
 
     async def run(self, work: Work[T]) -> T:
-        if self._queue is None or self._task is None or self._task.done():
-            self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._write_forever(self._queue), name="uow-writer")
-            if self.inline_writer is not None and self._checkpointer is None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self.inline_writer is not None:
+            if self._checkpointer is None:
                 self._checkpointer = asyncio.create_task(
                     self._checkpoint_forever(str(self.inline_writer.url.database)),
                     name="uow-checkpoint",
                 )
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            # Every work added before the loop comes round to the flush shares its
+            # transaction (and its commit).
+            self._pending.append(_Job(work, future))
+            if not self._flush_due:
+                self._flush_due = True
+                loop.call_soon(self._flush)
+            return await future
+        if self._queue is None or self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._write_forever(self._queue), name="uow-writer")
         self._queue.put_nowait(_Job(work, future))
         return await future
 
@@ -561,6 +577,15 @@ class SqlUnitOfWork:
             return await work(SqlTransaction(conn, self.clock))
 
     async def close(self) -> None:
+        for _ in range(500):  # at most about 5 s for work already accepted
+            if not self._pending and not self._flush_due:
+                break
+            await asyncio.sleep(0.01)
+        if self._lock_waiter is not None:
+            self._lock_waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lock_waiter
+            self._lock_waiter = None
         if self._task is not None:
             if self._queue is not None:
                 await self._drained(self._queue)
@@ -589,24 +614,47 @@ class SqlUnitOfWork:
                 return
             await asyncio.sleep(0.01)
 
+    def _flush(self) -> None:
+        """SQLite: commit the pending work, start to commit, in this callback of the loop."""
+        if self._try_lock_file():
+            self._flush_locked()
+        else:  # another process is writing: wait for it in a thread, not on the loop
+            self._lock_waiter = asyncio.create_task(self._flush_when_locked(), name="uow-lock")
+
+    async def _flush_when_locked(self) -> None:
+        try:
+            await self._wait_lock_file()
+        except BaseException as exc:
+            self._flush_due = False
+            jobs, self._pending = self._pending, []
+            failure = RuntimeError(f"the writer stopped waiting for the file: {exc!r}")
+            self._deliver(jobs, [(False, failure)] * len(jobs), False)
+            raise
+        self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        jobs, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+        try:
+            outcomes, written = self._commit_inline(jobs)
+        except Exception as exc:  # e.g. the file cannot be opened: fail, never leave waiting
+            outcomes, written = [(False, exc)] * len(jobs), False
+        finally:
+            self._unlock_file()
+            self._flush_due = False
+        self._deliver(jobs, outcomes, written)
+        if self._pending:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     async def _write_forever(self, queue: asyncio.Queue[_Job]) -> None:
+        """PostgreSQL: one writer task takes whatever work is waiting, commits it once."""
         while True:
             jobs = [await queue.get()]
-            # One turn of the event loop first: requests already read by now add their
-            # work to this batch (one commit for all) instead of starting one each.
-            await asyncio.sleep(0)
             while len(jobs) < self.max_batch and not queue.empty():
                 jobs.append(queue.get_nowait())
             self._committing = True
             try:
-                if self.inline_writer is not None:
-                    await self._lock_file()
-                    try:
-                        outcomes, written = self._commit_inline(jobs)
-                    finally:
-                        self._unlock_file()
-                else:
-                    outcomes, written = await self._commit(jobs)
+                outcomes, written = await self._commit(jobs)
             finally:
                 self._committing = False
             self._deliver(jobs, outcomes, written)
@@ -641,14 +689,14 @@ class SqlUnitOfWork:
                 # cancelled (its connection is its own and closes with it).
                 await asyncio.shield(asyncio.to_thread(_checkpoint, database))
 
-    async def _lock_file(self) -> None:
+    def _try_lock_file(self) -> bool:
         """Writers of every process on this file take turns through a lock file.
 
         SQLite makes a writer that finds the file locked sleep and try again (1, 2, 5,
         10 … 100 ms apart): with the web app and a relay process writing to the same
         file, those sleeps stalled whole batches. Waiting on `flock` instead wakes the
-        next writer the moment the lock is let go; the wait itself happens in a thread,
-        so the event loop never stops for another process's transaction.
+        next writer the moment the lock is let go; the wait itself happens in a thread
+        (`_wait_lock_file`), so the event loop never stops for another process.
         """
         if self._lock_fd is None:
             assert self.inline_writer is not None
@@ -657,7 +705,12 @@ class SqlUnitOfWork:
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            await asyncio.to_thread(fcntl.flock, self._lock_fd, fcntl.LOCK_EX)
+            return False
+        return True
+
+    async def _wait_lock_file(self) -> None:
+        assert self._lock_fd is not None
+        await asyncio.to_thread(fcntl.flock, self._lock_fd, fcntl.LOCK_EX)
 
     def _unlock_file(self) -> None:
         if self._lock_fd is not None:
