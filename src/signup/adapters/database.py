@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +91,32 @@ def _sqlite_setup(engine: Engine, *, writer: bool) -> None:
         # Hand transaction control to the "begin" hook above (SQLAlchemy's recipe).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         # WAL lets readers run beside the writer; NORMAL is durable at every
         # checkpoint and loses no committed transaction on a process crash.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+def _wal(cursor: Any) -> None:
+    """Switch to WAL (kept in the file, so usually it already is).
+
+    Opening a WAL file while another connection checkpoints or closes can answer
+    SQLITE_BUSY at once, without the busy handler: "database is locked" on connect,
+    seen now and then with two writers on one file. Such a moment passes in
+    milliseconds, so the switch is tried again for up to the busy timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def migrate(url: str) -> None:
