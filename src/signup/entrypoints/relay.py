@@ -44,7 +44,12 @@ class Relay:
     max_in_flight: int = 8
     holder: str = field(default_factory=holder_name)
     published: int = field(default=0, init=False)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    # Woken since the last read; and the future a sleeping relay waits on. One plain
+    # future, not an Event waited on beside the stop signal: a wake-up then reaches the
+    # relay in one turn of the loop instead of three.
+    _woken: bool = field(default=False, init=False)
+    _asleep: asyncio.Future[None] | None = field(default=None, init=False)
+    _wakeable: bool = field(default=True, init=False)
     _leader: bool = field(default=False, init=False)
     _lease_until: datetime | None = field(default=None, init=False)
     _flying: set[asyncio.Task[tuple[int, int]]] = field(default_factory=set, init=False)
@@ -54,10 +59,18 @@ class Relay:
 
     def wake(self) -> None:
         """Called right after a commit that wrote outbox rows: no waiting for the poll."""
-        self._wake.set()
+        self._woken = True
+        if self._wakeable:
+            self._rouse()
+
+    def _rouse(self) -> None:
+        if self._asleep is not None and not self._asleep.done():
+            self._asleep.set_result(None)
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("relay.started", holder=self.holder, exclusive=self.exclusive)
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _: self._rouse())
         loop = asyncio.get_running_loop()
         next_reconcile = loop.time() + self.reconcile_every
         last_drain = -self.gather_seconds
@@ -74,7 +87,7 @@ class Relay:
                         # start: what failed is read again, what went through is not.
                         await self._landed()
                         self._failed = False
-                        self._wake.clear()
+                        self._woken = False
                         self._backoff = min(max(self._backoff * 2, 0.2), 5.0)
                         await self._sleep(stop, self._backoff)
                     # A short pause after the last batch lets a burst of commits make one
@@ -99,6 +112,7 @@ class Relay:
                     log.exception("relay.cycle_failed")
                     await self._sleep(stop, 1.0)
         finally:
+            stopping.cancel()
             await self._landed()
         if self.exclusive and self._leader:
             with contextlib.suppress(Exception):
@@ -143,7 +157,7 @@ class Relay:
         async def unpublished(tx: Transaction) -> list[OutboxEntry]:
             return await tx.outbox.unpublished(self.batch_size, after)
 
-        self._wake.clear()
+        self._woken = False
         # Exclusive (SQLite): the lease is the claim, only its holder publishes, so a
         # read will do; no write transaction to take the file's lock for each batch.
         entries = await (
@@ -167,7 +181,7 @@ class Relay:
             await self.uow.run(record)
         except Exception:
             self._failed = True
-            self._wake.set()
+            self.wake()
             raise
         self.published += len(result.confirmed)
         metrics.PUBLISHES.labels("confirmed").inc(len(result.confirmed))
@@ -175,7 +189,7 @@ class Relay:
             self._backoff = 0.0
         else:
             self._failed = True
-            self._wake.set()
+            self.wake()
             metrics.PUBLISHES.labels("failed").inc(len(result.failed))
             log.warning(
                 "relay.publish_failed",
@@ -212,14 +226,17 @@ class Relay:
         await tx.leases.release(RELAY_LEASE, self.holder)
 
     async def _sleep(self, stop: asyncio.Event, seconds: float, *, wakeable: bool = True) -> None:
-        waiters = [asyncio.ensure_future(stop.wait())]
-        if wakeable:
-            waiters.append(asyncio.ensure_future(self._wake.wait()))
+        if stop.is_set() or (wakeable and self._woken):
+            return
+        loop = asyncio.get_running_loop()
+        self._asleep = asleep = loop.create_future()
+        self._wakeable = wakeable
+        timer = loop.call_later(seconds, self._rouse)
         try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            await asleep
         finally:
-            for waiter in waiters:
-                waiter.cancel()
+            timer.cancel()
+            self._asleep, self._wakeable = None, True
 
 
 async def follow_commits(
