@@ -84,7 +84,13 @@ def _sqlite_setup(engine: Engine, *, writer: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
+        # On the DBAPI cursor: through exec_driver_sql this one statement cost ~50 µs
+        # of SQLAlchemy's execution path, more than a small batch's own statements.
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(begin)
+        finally:
+            cursor.close()
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
