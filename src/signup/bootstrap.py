@@ -143,7 +143,7 @@ def bootstrap(
         reconcile=None if provider.transactional else reconcile,
         reconcile_every=settings.reconcile_every_seconds,
     )
-    uow.on_outbox_written = relay.wake
+    uow.on_outbox_written = relay.committed
     limiter = limiter or LimitsAttemptLimiter(
         {"ip": settings.rate_limit_per_ip, "email": settings.rate_limit_per_email},
         settings.redis_url.get_secret_value() if settings.redis_url else None,

@@ -19,11 +19,17 @@ def clock() -> ManualClock:
     return ManualClock(datetime(2026, 11, 26, 10, 0, tzinfo=UTC))
 
 
-async def signed_up(uow: FakeUnitOfWork, now: ManualClock, count: int) -> None:
+async def signed_up(
+    uow: FakeUnitOfWork,
+    now: ManualClock,
+    count: int,
+    first: int = 0,
+    provider: FakeIdentityProvider | None = None,
+) -> None:
     service = RegistrationService(
-        uow=uow, provider=FakeIdentityProvider(now), clock=now, source="s"
+        uow=uow, provider=provider or FakeIdentityProvider(now), clock=now, source="s"
     )
-    for i in range(count):
+    for i in range(first, first + count):
         await service.register(
             RegisterUser(Applicant(f"u{i}@example.com"), "violet tractor anthem")
         )
@@ -126,3 +132,42 @@ async def test_a_failed_batch_is_sent_again_and_the_confirmed_ones_are_not() -> 
     first, _second, *again = publisher.batches
     assert again == [first], "only the nacked batch is published again"
     assert sorted(e.event_id for e in publisher.sent) == sorted(uow.state.outbox)
+
+
+async def test_rows_committed_while_batches_fly_go_out_without_a_read() -> None:
+    uow, now, publisher = FakeUnitOfWork(), clock(), HeldPublisher()
+    provider = FakeIdentityProvider(now)
+    await signed_up(uow, now, 2, provider=provider)
+    relay = Relay(uow=uow, publisher=publisher, clock=now, exclusive=True, poll_seconds=60)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    await until(lambda: len(publisher.batches) == 1)
+    first = list(uow.state.outbox)
+    await signed_up(uow, now, 2, first=2, provider=provider)  # rows 3 and 4
+    later = [e for i, e in uow.state.outbox.items() if i not in first]
+    relay.committed(later)
+    await asyncio.sleep(0)  # the batch's task starts; no read, no wake-up of the relay
+    assert publisher.batches == [first, [e.event_id for e in later]]
+    publisher.release.set()
+    await until(lambda: relay.published == 4)
+    stop.set()
+    await task
+    assert len(publisher.sent) == 4, "each event once"
+
+
+async def test_rows_that_do_not_follow_on_are_left_to_the_relay_to_read() -> None:
+    uow, now, publisher = FakeUnitOfWork(), clock(), HeldPublisher()
+    provider = FakeIdentityProvider(now)
+    await signed_up(uow, now, 2, provider=provider)
+    relay = Relay(uow=uow, publisher=publisher, clock=now, exclusive=True, batch_size=1)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    await until(lambda: len(publisher.batches) == 2)
+    await signed_up(uow, now, 2, first=2, provider=provider)
+    *_, fourth = uow.state.outbox.values()
+    relay.committed([fourth])  # row 3 is not read yet: 4 must wait for it
+    publisher.release.set()
+    await until(lambda: relay.published == 4)
+    stop.set()
+    await task
+    assert [e.event_id for e in publisher.sent] == list(uow.state.outbox), "in order, once"

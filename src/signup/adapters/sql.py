@@ -210,23 +210,28 @@ class SqlSignUps:
 
 
 class SqlOutbox:
-    def __init__(self, conn: AnyConnection, written: Callable[[], None]) -> None:
+    def __init__(self, conn: AnyConnection, written: Callable[[OutboxEntry], None]) -> None:
         self._conn = conn
         self._written = written
 
     async def add(self, event: UserRegistered) -> None:
-        await self._conn.execute(
+        payload = event.to_json()
+        result = await self._conn.execute(
             _OUTBOX_INSERT,
             {
                 "event_id": event.id,
                 "event_type": event.type,
                 "routing_key": event.routing_key,
-                "payload": event.to_json().decode(),
+                "payload": payload.decode(),
                 "created_at": event.time,
                 "attempts": 0,
             },
         )
-        self._written()
+        # The row's id where the insert ran direct on SQLite (0: not known here).
+        position = result.lastrowid if isinstance(result, _Changed) else 0
+        self._written(
+            OutboxEntry(event.id, event.routing_key, event.type, payload, event.time, 0, position)
+        )
 
     async def claim(
         self, holder: str, until: datetime, now: datetime, limit: int
@@ -368,9 +373,10 @@ class _Direct:
 
 @dataclass(frozen=True, slots=True)
 class _Changed:
-    """What a direct INSERT or UPDATE answers: the repositories read only `rowcount`."""
+    """What a direct INSERT or UPDATE answers: the repositories read only these."""
 
     rowcount: int
+    lastrowid: int
 
 
 class _NoRows:
@@ -456,7 +462,7 @@ class InlineConnection:
                 direct.sql, values, exc, sqlite3.Error, hide_parameters=True
             ) from exc
         if not direct.selects:
-            return _Changed(cursor.rowcount)
+            return _Changed(cursor.rowcount, cursor.lastrowid or 0)
         found = cursor.fetchone() is not None
         cursor.close()
         return None if found else _NO_ROWS
@@ -479,14 +485,11 @@ def run_inline(awaitable: Awaitable[T]) -> T:
 
 class SqlTransaction:
     def __init__(self, conn: AnyConnection, clock: Callable[[], datetime]) -> None:
-        self.outbox_written = False
+        self.outbox_entries: list[OutboxEntry] = []
         self.signups = SqlSignUps(conn, clock)
-        self.outbox = SqlOutbox(conn, self._mark_written)
+        self.outbox = SqlOutbox(conn, self.outbox_entries.append)
         self.users = SqlUsers(conn)
         self.leases = SqlLeases(conn)
-
-    def _mark_written(self) -> None:
-        self.outbox_written = True
 
 
 def _checkpoint(database: str) -> None:
@@ -522,7 +525,8 @@ class SqlUnitOfWork:
     reader: AsyncEngine
     clock: Callable[[], datetime]
     max_batch: int = 256
-    on_outbox_written: Callable[[], None] | None = None
+    # Told of the outbox rows each commit wrote, right after it (the relay).
+    on_outbox_written: Callable[[list[OutboxEntry]], None] | None = None
     # SQLite: a plain engine on the same file. Each batch then runs start to commit on
     # the event loop itself, a few milliseconds at most: through aiosqlite every
     # statement cost several hand-overs between threads, and a writer thread of its
@@ -628,7 +632,7 @@ class SqlUnitOfWork:
             self._flush_due = False
             jobs, self._pending = self._pending, []
             failure = RuntimeError(f"the writer stopped waiting for the file: {exc!r}")
-            self._deliver(jobs, [(False, failure)] * len(jobs), False)
+            self._deliver(jobs, [(False, failure)] * len(jobs), [])
             raise
         self._flush_locked()
 
@@ -637,7 +641,7 @@ class SqlUnitOfWork:
         try:
             outcomes, written = self._commit_inline(jobs)
         except Exception as exc:  # e.g. the file cannot be opened: fail, never leave waiting
-            outcomes, written = [(False, exc)] * len(jobs), False
+            outcomes, written = [(False, exc)] * len(jobs), []
         finally:
             self._unlock_file()
             self._flush_due = False
@@ -659,8 +663,10 @@ class SqlUnitOfWork:
                 self._committing = False
             self._deliver(jobs, outcomes, written)
 
-    def _deliver(self, jobs: list[_Job], outcomes: list[tuple[bool, Any]], written: bool) -> None:
-        """Answer each work's caller; wake the relay when the outbox got rows."""
+    def _deliver(
+        self, jobs: list[_Job], outcomes: list[tuple[bool, Any]], written: list[OutboxEntry]
+    ) -> None:
+        """Answer each work's caller; tell the relay of the outbox rows committed."""
         for job, (ok, value) in zip(jobs, outcomes, strict=True):
             if job.future.done():
                 continue
@@ -669,7 +675,7 @@ class SqlUnitOfWork:
             else:
                 job.future.set_exception(value)
         if written and self.on_outbox_written is not None:
-            self.on_outbox_written()
+            self.on_outbox_written(written)
 
     async def _checkpoint_forever(self, database: str) -> None:
         """Copy the WAL back into the database file beside the writer, never inside it.
@@ -716,7 +722,7 @@ class SqlUnitOfWork:
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _commit_inline(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], bool]:
+    def _commit_inline(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], list[OutboxEntry]]:
         """The batch in one transaction (on the event loop); on failure, each alone."""
         conn = self._writer_connection()
         try:
@@ -725,16 +731,16 @@ class SqlUnitOfWork:
                 results = [run_inline(job.work(tx)) for job in jobs]
         except Exception as exc:
             if len(jobs) == 1:
-                return [(False, exc)], False
+                return [(False, exc)], []
             outcomes: list[tuple[bool, Any]] = []
-            written = False
+            written: list[OutboxEntry] = []
             for job in jobs:
                 alone, wrote = self._commit_inline([job])
                 outcomes += alone
-                written = written or wrote
+                written += wrote
             return outcomes, written
         self.batches += 1
-        return [(True, result) for result in results], tx.outbox_written
+        return [(True, result) for result in results], tx.outbox_entries
 
     def _writer_connection(self) -> Connection:
         """The writer's one connection, kept: taking it from the pool and handing it back
@@ -745,7 +751,7 @@ class SqlUnitOfWork:
             conn = self._writer_conn = self.inline_writer.connect()
         return conn
 
-    async def _commit(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], bool]:
+    async def _commit(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], list[OutboxEntry]]:
         """The asyncio twin of `_commit_inline` (PostgreSQL)."""
         try:
             async with self.writer.begin() as conn:
@@ -753,13 +759,13 @@ class SqlUnitOfWork:
                 results = [await job.work(tx) for job in jobs]
         except Exception as exc:
             if len(jobs) == 1:
-                return [(False, exc)], False
+                return [(False, exc)], []
             outcomes: list[tuple[bool, Any]] = []
-            written = False
+            written: list[OutboxEntry] = []
             for job in jobs:
                 alone, wrote = await self._commit([job])
                 outcomes += alone
-                written = written or wrote
+                written += wrote
             return outcomes, written
         self.batches += 1
-        return [(True, result) for result in results], tx.outbox_written
+        return [(True, result) for result in results], tx.outbox_entries
