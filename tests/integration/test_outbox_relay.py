@@ -12,9 +12,15 @@ import orjson
 import pytest
 from aio_pika.abc import AbstractQueue
 
-from signup.adapters.broker import AmqpPublisher
-from signup.adapters.database import CommitWatch, create_engine, create_sqlite_writer
+from signup.adapters.broker import AmqpPublisher, PublishResult
+from signup.adapters.database import (
+    CommitWatch,
+    create_engine,
+    create_sqlite_reader,
+    create_sqlite_writer,
+)
 from signup.adapters.local_users import LocalIdentityProvider
+from signup.adapters.repository import OutboxEntry
 from signup.adapters.sql import SqlUnitOfWork
 from signup.domain.commands import RegisterUser
 from signup.domain.errors import EmailAlreadyRegistered
@@ -259,3 +265,52 @@ async def test_a_relay_apart_learns_of_another_process_commit_without_polling(
         await publisher.close()
         await close_uow(web)
         await close_uow(apart)
+
+
+class SlowToConfirm:
+    """The broker's confirms as late as a durable queue's disk makes them under load."""
+
+    def __init__(self, publisher: AmqpPublisher, seconds: float) -> None:
+        self.inner, self.seconds = publisher, seconds
+        self.connected = True
+
+    async def publish(self, entries: list[OutboxEntry]) -> PublishResult:
+        result = await self.inner.publish(entries)
+        await asyncio.sleep(self.seconds)
+        return result
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_rows_handed_over_at_commit_are_published_once_each(
+    sqlite_url: str, amqp_url: str, exchange_name: str, bound_queue: AbstractQueue
+) -> None:
+    # As `bootstrap` wires it: quick reads on the plain engine, the relay told of commits.
+    uow = make_uow(sqlite_url)
+    uow.inline_reader = create_sqlite_reader(sqlite_url)
+    publisher = SlowToConfirm(AmqpPublisher(amqp_url, exchange_name), seconds=0.02)
+    relay = Relay(uow=uow, publisher=publisher, clock=now, exclusive=True)
+    uow.on_outbox_written = relay.committed
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        service = local_service(uow)
+        # Sign-ups one after another, each its own commit, while earlier batches wait
+        # for their confirms; then a burst.
+        for i in range(40):
+            await service.register(command(f"h{i}@example.com"))
+        await asyncio.gather(
+            *(service.register(command(f"h{i}@example.com")) for i in range(40, 200))
+        )
+        async with asyncio.timeout(15):
+            while relay.published < 200:
+                await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await task
+        await publisher.close()
+        await close_uow(uow)
+    events = await drain_all(bound_queue, 200)
+    assert len(events) == 200 and len({e["id"] for e in events}) == 200
+    assert relay.taken_at_commit > 0, "some batches went out straight from their commit"

@@ -44,6 +44,7 @@ class Relay:
     max_in_flight: int = 8
     holder: str = field(default_factory=holder_name)
     published: int = field(default=0, init=False)
+    taken_at_commit: int = field(default=0, init=False)  # batches that needed no read
     # Woken since the last read; and the future a sleeping relay waits on. One plain
     # future, not an Event waited on beside the stop signal: a wake-up then reaches the
     # relay in one turn of the loop instead of three.
@@ -68,6 +69,7 @@ class Relay:
         """
         if self._may_take(entries):
             self._read_up_to = entries[-1].position
+            self.taken_at_commit += 1
             self._start(entries)
         else:
             self.wake()
