@@ -145,9 +145,11 @@ async def test_rows_committed_while_batches_fly_go_out_without_a_read() -> None:
     first = list(uow.state.outbox)
     await signed_up(uow, now, 2, first=2, provider=provider)  # rows 3 and 4
     later = [e for i, e in uow.state.outbox.items() if i not in first]
-    relay.committed(later)
-    await asyncio.sleep(0)  # the batch's task starts; no read, no wake-up of the relay
+    relay.committed(later[:1])
+    relay.committed(later[1:])  # another commit within the gathering time: same batch
+    await until(lambda: len(publisher.batches) == 2)
     assert publisher.batches == [first, [e.event_id for e in later]]
+    assert relay.taken_at_commit == 1, "sent as handed over, not read by a woken relay"
     publisher.release.set()
     await until(lambda: relay.published == 4)
     stop.set()

@@ -39,6 +39,9 @@ class Relay:
     reconcile: Callable[[], Awaitable[object]] | None = None
     reconcile_every: float = 60.0
     gather_seconds: float = 0.005
+    # Rows taken at commit go out at once when there are this many (under load, each
+    # commit has several); fewer wait up to `gather_seconds` for the next commits'.
+    enough_rows: int = 4
     # Batches published and awaiting their confirms at once: the next batch goes out
     # while the broker is still confirming (writing to disk) the ones before it.
     max_in_flight: int = 8
@@ -59,27 +62,58 @@ class Relay:
     _running: bool = field(default=False, init=False)
     _reading: bool = field(default=False, init=False)
     _backoff: float = field(default=0.0, init=False)
+    # Rows taken at commit, waiting to go out together (at most `gather_seconds`).
+    _held: list[OutboxEntry] = field(default_factory=list, init=False)
+    _held_timer: asyncio.TimerHandle | None = field(default=None, init=False)
+    _last_start: float = field(default=0.0, init=False)
 
     def committed(self, entries: list[OutboxEntry]) -> None:
         """Called right after a commit that wrote these outbox rows.
 
         While batches are in flight, rows that follow on from the last one read go out
-        at once, without a read and a turn of the loop for the relay to wake up (at
-        the maximum, a turn is several milliseconds); otherwise the relay is woken.
+        without a read and a turn of the loop for the relay to wake up (at the maximum,
+        a turn is several milliseconds): at once if there are `enough_rows` or the last
+        batch left `gather_seconds` ago, else with the next commits' rows by then.
+        Otherwise the relay is woken.
         """
-        if self._may_take(entries):
-            self._read_up_to = entries[-1].position
-            self.taken_at_commit += 1
-            self._start(entries)
-        else:
+        if not self._may_take(entries):
             self.wake()
+            return
+        self._read_up_to = entries[-1].position
+        self._held += entries
+        if len(self._held) >= self.enough_rows:
+            self._release_held()
+        elif self._held_timer is None:
+            loop = asyncio.get_running_loop()
+            wait = self._last_start + self.gather_seconds - loop.time()
+            self._held_timer = loop.call_later(max(wait, 0.0), self._release_held)
+
+    def _release_held(self) -> None:
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        held, self._held = self._held, []
+        if held:
+            self.taken_at_commit += 1
+            self._start(held)
+
+    def _drop_held(self) -> None:
+        """Forget rows taken at commit (still unpublished: the next read finds them)."""
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        self._held = []
+
+    def _busy(self) -> bool:
+        """Rows read or taken are out or about to go: a read starts past them."""
+        return bool(self._flying or self._held)
 
     def _may_take(self, entries: list[OutboxEntry]) -> bool:
         if not (
             self.exclusive
             and self._running
             and self._leader
-            and self._flying
+            and self._busy()
             and not self._failed
             and not self._reading
             and len(self._flying) < self.max_in_flight
@@ -119,6 +153,7 @@ class Relay:
                     if self._failed:
                         # Let every batch in flight settle before reading again from the
                         # start: what failed is read again, what went through is not.
+                        self._drop_held()
                         await self._landed()
                         self._failed = False
                         self._woken = False
@@ -148,6 +183,7 @@ class Relay:
         finally:
             self._running = False
             stopping.cancel()
+            self._release_held()
             await self._landed()
         if self.exclusive and self._leader:
             with contextlib.suppress(Exception):
@@ -168,6 +204,7 @@ class Relay:
         return True
 
     def _start(self, entries: list[OutboxEntry]) -> None:
+        self._last_start = asyncio.get_running_loop().time()
         task = asyncio.create_task(self._send(entries), name="relay-batch")
         self._flying.add(task)
         task.add_done_callback(self._finished)
@@ -187,7 +224,7 @@ class Relay:
         until = now + timedelta(seconds=self.lease_seconds)
         # Past what is in flight: those rows stay unpublished until their confirms are
         # recorded. With nothing in flight every unpublished row is read again.
-        after = self._read_up_to if self._flying else 0
+        after = self._read_up_to if self._busy() else 0
 
         async def claim(tx: Transaction) -> list[OutboxEntry]:
             return await tx.outbox.claim(self.holder, until, now, self.batch_size)
