@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from signup.adapters.broker import PublishResult
 from signup.adapters.repository import OutboxEntry
@@ -99,77 +102,97 @@ async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
             await asyncio.sleep(0.005)
 
 
-async def test_the_next_batch_goes_out_while_the_last_awaits_its_confirms() -> None:
-    uow, now, publisher = FakeUnitOfWork(), clock(), HeldPublisher()
-    await signed_up(uow, now, 5)
-    relay = Relay(uow=uow, publisher=publisher, clock=now, exclusive=True, batch_size=2)
+@dataclass
+class Held:
+    """Sign-ups in a fake store, and the lease holder's relay publishing to a held broker."""
+
+    uow: FakeUnitOfWork = field(default_factory=FakeUnitOfWork)
+    now: ManualClock = field(default_factory=clock)
+    publisher: HeldPublisher = field(default_factory=HeldPublisher)
+
+    def __post_init__(self) -> None:
+        self.provider = FakeIdentityProvider(self.now)
+        self.signed = 0
+
+    async def sign_up(self, count: int) -> None:
+        await signed_up(self.uow, self.now, count, first=self.signed, provider=self.provider)
+        self.signed += count
+
+    def relay(self, **options: Any) -> Relay:
+        return Relay(
+            uow=self.uow, publisher=self.publisher, clock=self.now, exclusive=True, **options
+        )
+
+
+@asynccontextmanager
+async def running(relay: Relay) -> AsyncIterator[None]:
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
-    await until(lambda: len(publisher.batches) == 3)
-    assert publisher.sent == [], "three batches out, none confirmed yet"
-    sent_ids = [i for batch in publisher.batches for i in batch]
-    assert sorted(sent_ids) == sorted(uow.state.outbox), "each once"
-    publisher.release.set()
-    await until(lambda: relay.published == 5)
-    stop.set()
-    await task
-    assert [e.event_id for e in publisher.sent] == list(uow.state.outbox)
-    assert (await uow.read(lambda tx: tx.outbox.status())).pending == 0
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def test_the_next_batch_goes_out_while_the_last_awaits_its_confirms() -> None:
+    held = Held()
+    await held.sign_up(5)
+    relay = held.relay(batch_size=2)
+    async with running(relay):
+        await until(lambda: len(held.publisher.batches) == 3)
+        assert held.publisher.sent == [], "three batches out, none confirmed yet"
+        sent_ids = [i for batch in held.publisher.batches for i in batch]
+        assert sorted(sent_ids) == sorted(held.uow.state.outbox), "each once"
+        held.publisher.release.set()
+        await until(lambda: relay.published == 5)
+    assert [e.event_id for e in held.publisher.sent] == list(held.uow.state.outbox)
+    assert (await held.uow.read(lambda tx: tx.outbox.status())).pending == 0
 
 
 async def test_a_failed_batch_is_sent_again_and_the_confirmed_ones_are_not() -> None:
-    uow, now, publisher = FakeUnitOfWork(), clock(), HeldPublisher()
-    await signed_up(uow, now, 4)
-    publisher.failing = {0}
-    relay = Relay(uow=uow, publisher=publisher, clock=now, exclusive=True, batch_size=2)
-    stop = asyncio.Event()
-    task = asyncio.create_task(relay.run(stop))
-    await until(lambda: len(publisher.batches) == 2)
-    publisher.release.set()
-    await until(lambda: relay.published == 4)
-    stop.set()
-    await task
-    first, _second, *again = publisher.batches
+    held = Held()
+    await held.sign_up(4)
+    held.publisher.failing = {0}
+    relay = held.relay(batch_size=2)
+    async with running(relay):
+        await until(lambda: len(held.publisher.batches) == 2)
+        held.publisher.release.set()
+        await until(lambda: relay.published == 4)
+    first, _second, *again = held.publisher.batches
     assert again == [first], "only the nacked batch is published again"
-    assert sorted(e.event_id for e in publisher.sent) == sorted(uow.state.outbox)
+    assert sorted(e.event_id for e in held.publisher.sent) == sorted(held.uow.state.outbox)
 
 
 async def test_rows_committed_while_batches_fly_go_out_without_a_read() -> None:
-    uow, now, publisher = FakeUnitOfWork(), clock(), HeldPublisher()
-    provider = FakeIdentityProvider(now)
-    await signed_up(uow, now, 2, provider=provider)
-    relay = Relay(uow=uow, publisher=publisher, clock=now, exclusive=True, poll_seconds=60)
-    stop = asyncio.Event()
-    task = asyncio.create_task(relay.run(stop))
-    await until(lambda: len(publisher.batches) == 1)
-    first = list(uow.state.outbox)
-    await signed_up(uow, now, 2, first=2, provider=provider)  # rows 3 and 4
-    later = [e for i, e in uow.state.outbox.items() if i not in first]
-    relay.committed(later[:1])
-    relay.committed(later[1:])  # another commit within the gathering time: same batch
-    await until(lambda: len(publisher.batches) == 2)
-    assert publisher.batches == [first, [e.event_id for e in later]]
-    assert relay.taken_at_commit == 1, "sent as handed over, not read by a woken relay"
-    publisher.release.set()
-    await until(lambda: relay.published == 4)
-    stop.set()
-    await task
-    assert len(publisher.sent) == 4, "each event once"
+    held = Held()
+    await held.sign_up(2)
+    relay = held.relay(poll_seconds=60)
+    async with running(relay):
+        await until(lambda: len(held.publisher.batches) == 1)
+        first = list(held.uow.state.outbox)
+        await held.sign_up(2)  # rows 3 and 4
+        later = [e for i, e in held.uow.state.outbox.items() if i not in first]
+        relay.committed(later[:1])
+        relay.committed(later[1:])  # another commit within the gathering time: same batch
+        await until(lambda: len(held.publisher.batches) == 2)
+        assert held.publisher.batches == [first, [e.event_id for e in later]]
+        assert relay.taken_at_commit == 1, "sent as handed over, not read by a woken relay"
+        held.publisher.release.set()
+        await until(lambda: relay.published == 4)
+    assert len(held.publisher.sent) == 4, "each event once"
 
 
 async def test_rows_that_do_not_follow_on_are_left_to_the_relay_to_read() -> None:
-    uow, now, publisher = FakeUnitOfWork(), clock(), HeldPublisher()
-    provider = FakeIdentityProvider(now)
-    await signed_up(uow, now, 2, provider=provider)
-    relay = Relay(uow=uow, publisher=publisher, clock=now, exclusive=True, batch_size=1)
-    stop = asyncio.Event()
-    task = asyncio.create_task(relay.run(stop))
-    await until(lambda: len(publisher.batches) == 2)
-    await signed_up(uow, now, 2, first=2, provider=provider)
-    *_, fourth = uow.state.outbox.values()
-    relay.committed([fourth])  # row 3 is not read yet: 4 must wait for it
-    publisher.release.set()
-    await until(lambda: relay.published == 4)
-    stop.set()
-    await task
-    assert [e.event_id for e in publisher.sent] == list(uow.state.outbox), "in order, once"
+    held = Held()
+    await held.sign_up(2)
+    relay = held.relay(batch_size=1)
+    async with running(relay):
+        await until(lambda: len(held.publisher.batches) == 2)
+        await held.sign_up(2)
+        *_, fourth = held.uow.state.outbox.values()
+        relay.committed([fourth])  # row 3 is not read yet: 4 must wait for it
+        held.publisher.release.set()
+        await until(lambda: relay.published == 4)
+    sent = [e.event_id for e in held.publisher.sent]
+    assert sent == list(held.uow.state.outbox), "in order, once"
