@@ -545,6 +545,10 @@ class SqlUnitOfWork:
     inline_writer: Engine | None = None
     inline_reader: Engine | None = None
     checkpoint_every: float = 0.5
+    # SQLite: at least this long between two commits' starts. At moderate load works
+    # arrive one by one, and a commit each (its WAL pages, its locks) cost more than
+    # the works themselves; under full load the loop's turns are longer than this.
+    flush_gap: float = 0.001
     _queue: asyncio.Queue[_Job] | None = field(default=None, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _checkpointer: asyncio.Task[None] | None = field(default=None, init=False)
@@ -554,6 +558,7 @@ class SqlUnitOfWork:
     _pending: list[_Job] = field(default_factory=list, init=False)
     _flush_due: bool = field(default=False, init=False)
     _lock_waiter: asyncio.Task[None] | None = field(default=None, init=False)
+    _last_flush: float = field(default=0.0, init=False)
     _plans: _Plans = field(default_factory=dict, init=False)
     _lock_fd: int | None = field(default=None, init=False)
     _writer_conn: Connection | None = field(default=None, init=False)
@@ -573,7 +578,11 @@ class SqlUnitOfWork:
             self._pending.append(_Job(work, future))
             if not self._flush_due:
                 self._flush_due = True
-                loop.call_soon(self._flush)
+                wait = self._last_flush + self.flush_gap - loop.time()
+                if wait > 0:
+                    loop.call_later(wait, self._flush)
+                else:
+                    loop.call_soon(self._flush)
             return await future
         if self._queue is None or self._task is None or self._task.done():
             self._queue = asyncio.Queue()
@@ -647,6 +656,7 @@ class SqlUnitOfWork:
         self._flush_locked()
 
     def _flush_locked(self) -> None:
+        self._last_flush = asyncio.get_running_loop().time()
         jobs, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
         try:
             outcomes, written = self._commit_inline(jobs)
