@@ -526,9 +526,8 @@ class SqlUnitOfWork:
     load a commit (and its fsync) is shared by many sign-ups, so durability costs
     little per request. On SQLite the batch is a callback of the event loop, scheduled
     by the first work that finds none scheduled; on PostgreSQL one writer task takes
-    the batches. If any work in a batch
-    fails, the batch is rolled back and each work re-run in its own transaction, so
-    one failure never takes its neighbours with it.
+    the batches. If any work in a batch fails, the batch is rolled back and each work
+    re-run in its own transaction, so one failure never takes its neighbours with it.
     """
 
     writer: AsyncEngine
@@ -638,7 +637,7 @@ class SqlUnitOfWork:
             await asyncio.sleep(0.01)
 
     def _flush(self) -> None:
-        """SQLite: commit the pending work, start to commit, in this callback of the loop."""
+        """SQLite: run the pending work, start to commit, in this callback of the loop."""
         if self._try_lock_file():
             self._flush_locked()
         else:  # another process is writing: wait for it in a thread, not on the loop
