@@ -24,6 +24,7 @@ from signup.adapters.repository import OutboxEntry
 from signup.adapters.sql import SqlUnitOfWork
 from signup.domain.commands import RegisterUser
 from signup.domain.errors import EmailAlreadyRegistered
+from signup.domain.events import UserRegistered, UserRegisteredData
 from signup.domain.model import Applicant
 from signup.entrypoints.relay import Relay, follow_commits
 from signup.service_layer.registration import RegistrationService
@@ -314,3 +315,34 @@ async def test_rows_handed_over_at_commit_are_published_once_each(
     events = await drain_all(bound_queue, 200)
     assert len(events) == 200 and len({e["id"] for e in events}) == 200
     assert relay.taken_at_commit > 0, "some batches went out straight from their commit"
+
+
+async def test_a_failing_commit_notice_leaves_no_work_waiting(sqlite_url: str) -> None:
+    uow = make_uow(sqlite_url)
+
+    def broken(entries: list[OutboxEntry]) -> None:
+        raise RuntimeError("the relay is gone")
+
+    def event(n: int) -> UserRegistered:
+        data = UserRegisteredData(
+            user_id=f"auth0|{n}",
+            email=f"n{n}@example.com",
+            email_verified=False,
+            given_name=None,
+            family_name=None,
+            name=f"n{n}",
+            created_at=now(),
+            identity_provider="auth0",
+        )
+        return UserRegistered(id=str(uuid.uuid4()), source="urn:test", time=now(), data=data)
+
+    uow.on_outbox_written = broken
+    uow.max_batch = 1  # three works submitted at once: three commits, one after another
+    try:
+        async with asyncio.timeout(10):
+            await asyncio.gather(
+                *(uow.run(lambda tx, n=n: tx.outbox.add(event(n))) for n in range(3))
+            )
+        assert (await uow.read(lambda tx: tx.outbox.status())).pending == 3
+    finally:
+        await close_uow(uow)

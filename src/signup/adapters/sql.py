@@ -694,7 +694,10 @@ class SqlUnitOfWork:
             else:
                 job.future.set_exception(value)
         if written and self.on_outbox_written is not None:
-            self.on_outbox_written(written)
+            try:
+                self.on_outbox_written(written)
+            except Exception:  # the rows are committed: the relay's poll finds them
+                log.exception("uow.outbox_notice_failed")
 
     async def _checkpoint_forever(self, database: str) -> None:
         """Copy the WAL back into the database file beside the writer, never inside it.
