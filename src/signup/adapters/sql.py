@@ -23,6 +23,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    null,
     or_,
     select,
     update,
@@ -81,10 +82,12 @@ _OUTBOX_CLAIM = (
         attempts=_o.attempts + 1,
     )
 )
+# One row a parameter set, run as executemany: compiled once, where an expanding IN
+# is rendered again for every batch.
 _OUTBOX_PUBLISHED = (
     update(t.outbox)
-    .where(_o.event_id.in_(bindparam("p_ids", expanding=True)))
-    .values(published_at=bindparam("p_at"), claimed_until=None, last_error=None)
+    .where(_o.event_id == bindparam("p_id"))
+    .values(published_at=bindparam("p_at"), claimed_until=null(), last_error=null())
 )
 
 
@@ -263,7 +266,9 @@ class SqlOutbox:
 
     async def mark_published(self, event_ids: list[str], at: datetime) -> None:
         if event_ids:
-            await self._conn.execute(_OUTBOX_PUBLISHED, {"p_ids": event_ids, "p_at": at})
+            await self._conn.execute(
+                _OUTBOX_PUBLISHED, [{"p_id": event_id, "p_at": at} for event_id in event_ids]
+            )
 
     async def release(self, event_ids: list[str], error: str) -> None:
         if event_ids:
@@ -413,7 +418,14 @@ _NO_ROWS = _NoRows()
 # SQLAlchemy, with its own type processing, so the rows are the same as through it).
 # The owner lookup finds nothing but for a retry, so only its misses are answered here.
 _DIRECT = frozenset(
-    id(s) for s in (_SIGNUP_INSERT, _SIGNUP_SETTLE, _OUTBOX_INSERT, _SIGNUP_CREATED_FOR)
+    id(s)
+    for s in (
+        _SIGNUP_INSERT,
+        _SIGNUP_SETTLE,
+        _OUTBOX_INSERT,
+        _SIGNUP_CREATED_FOR,
+        _OUTBOX_PUBLISHED,
+    )
 )
 _Plans = dict[tuple[int, tuple[str, ...]], _Direct | None]
 
@@ -447,29 +459,38 @@ class InlineConnection:
         self._plans = plans
 
     async def execute(self, statement: Executable, parameters: Any = None) -> Any:
-        if self._plans is not None and id(statement) in _DIRECT and isinstance(parameters, dict):
-            key = (id(statement), tuple(parameters))
-            if key not in self._plans:
-                self._plans[key] = _plan(self._conn, statement, key[1])
-            direct = self._plans[key]
-            if direct is not None:
-                answer = self._run(direct, parameters)
-                if answer is not None:
-                    return answer
+        if self._plans is not None and id(statement) in _DIRECT:
+            # One parameter set, or several of the same keys (executemany).
+            sets = [parameters] if isinstance(parameters, dict) else parameters
+            if isinstance(sets, list) and sets and isinstance(sets[0], dict):
+                key = (id(statement), tuple(sets[0]))
+                if key not in self._plans:
+                    self._plans[key] = _plan(self._conn, statement, key[1])
+                direct = self._plans[key]
+                if direct is not None:
+                    answer = self._run(direct, sets)
+                    if answer is not None:
+                        return answer
         return self._conn.execute(statement, parameters)
 
-    def _run(self, direct: _Direct, parameters: dict[str, Any]) -> _Changed | _NoRows | None:
-        values = [
-            parameters[name] if process is None else process(parameters[name])
-            for name, process in zip(direct.names, direct.processors, strict=True)
+    def _run(self, direct: _Direct, sets: list[dict[str, Any]]) -> _Changed | _NoRows | None:
+        rows = [
+            [
+                parameters[name] if process is None else process(parameters[name])
+                for name, process in zip(direct.names, direct.processors, strict=True)
+            ]
+            for parameters in sets
         ]
         raw = self._conn.connection.driver_connection
         assert raw is not None
         try:
-            cursor = raw.execute(direct.sql, values)
+            if len(rows) == 1:
+                cursor = raw.execute(direct.sql, rows[0])
+            else:
+                cursor = raw.executemany(direct.sql, rows)
         except sqlite3.Error as exc:  # the same exceptions as through SQLAlchemy
             raise DBAPIError.instance(
-                direct.sql, values, exc, sqlite3.Error, hide_parameters=True
+                direct.sql, rows, exc, sqlite3.Error, hide_parameters=True
             ) from exc
         if not direct.selects:
             return _Changed(cursor.rowcount, cursor.lastrowid or 0)
