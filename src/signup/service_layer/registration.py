@@ -133,17 +133,17 @@ class RegistrationService:
                 raise EmailAlreadyRegistered(applicant.email)
         account = await self.provider.create_user(applicant, cmd.password)
         signup = self._new_signup(cmd, print_, SignUpStatus.CREATED)
-        event = self._event_for(account, applicant)
         answer = Registered(account.user_id, account.email)
-        created = replace(
-            signup,
-            user_id=account.user_id,
-            event_id=event.id,
-            response_status=201,
-            response_body=answer.body(),
-        )
 
         async def store(tx: Transaction) -> None:
+            event = self._event_for(account, applicant)  # stamped in its transaction
+            created = replace(
+                signup,
+                user_id=account.user_id,
+                event_id=event.id,
+                response_status=201,
+                response_body=answer.body(),
+            )
             await tx.users.add(account)
             await tx.signups.add(created)
             await tx.outbox.add(event)
@@ -187,18 +187,20 @@ class RegistrationService:
 
     async def _complete(self, signup: SignUp, account: CreatedAccount) -> Registered:
         """Mark the sign-up created and queue its one event, unless someone already did."""
-        event = self._event_for(account, signup.applicant)
         answer = Registered(account.user_id, account.email)
-        created = replace(
-            signup,
-            status=SignUpStatus.CREATED,
-            user_id=account.user_id,
-            event_id=event.id,
-            response_status=201,
-            response_body=answer.body(),
-        )
 
         async def complete(tx: Transaction) -> SignUp | None:
+            # The event is made as its transaction runs: its time is that of the commit
+            # the 201 follows, not of the moment the work was handed to the writer.
+            event = self._event_for(account, signup.applicant)
+            created = replace(
+                signup,
+                status=SignUpStatus.CREATED,
+                user_id=account.user_id,
+                event_id=event.id,
+                response_status=201,
+                response_body=answer.body(),
+            )
             # One account, one event: when another sign-up of this person already
             # completed with this account (a retry without the Idempotency-Key, a second
             # tab, reconciliation of an earlier attempt), this one takes its answer and
