@@ -123,6 +123,15 @@ class Held:
             uow=self.uow, publisher=self.publisher, clock=self.now, exclusive=True, **options
         )
 
+    @asynccontextmanager
+    async def relaying(self, signed: int, batches: int, **options: Any) -> AsyncIterator[Relay]:
+        """`signed` sign-ups, then the relay running until `batches` batches are out."""
+        await self.sign_up(signed)
+        relay = self.relay(**options)
+        async with running(relay):
+            await until(lambda: len(self.publisher.batches) == batches)
+            yield relay
+
 
 @asynccontextmanager
 async def running(relay: Relay) -> AsyncIterator[None]:
@@ -137,10 +146,7 @@ async def running(relay: Relay) -> AsyncIterator[None]:
 
 async def test_the_next_batch_goes_out_while_the_last_awaits_its_confirms() -> None:
     held = Held()
-    await held.sign_up(5)
-    relay = held.relay(batch_size=2)
-    async with running(relay):
-        await until(lambda: len(held.publisher.batches) == 3)
+    async with held.relaying(5, batches=3, batch_size=2) as relay:
         assert held.publisher.sent == [], "three batches out, none confirmed yet"
         sent_ids = [i for batch in held.publisher.batches for i in batch]
         assert sorted(sent_ids) == sorted(held.uow.state.outbox), "each once"
@@ -152,11 +158,8 @@ async def test_the_next_batch_goes_out_while_the_last_awaits_its_confirms() -> N
 
 async def test_a_failed_batch_is_sent_again_and_the_confirmed_ones_are_not() -> None:
     held = Held()
-    await held.sign_up(4)
     held.publisher.failing = {0}
-    relay = held.relay(batch_size=2)
-    async with running(relay):
-        await until(lambda: len(held.publisher.batches) == 2)
+    async with held.relaying(4, batches=2, batch_size=2) as relay:
         held.publisher.release.set()
         await until(lambda: relay.published == 4)
     first, _second, *again = held.publisher.batches
@@ -166,10 +169,7 @@ async def test_a_failed_batch_is_sent_again_and_the_confirmed_ones_are_not() -> 
 
 async def test_rows_committed_while_batches_fly_go_out_without_a_read() -> None:
     held = Held()
-    await held.sign_up(2)
-    relay = held.relay(poll_seconds=60)
-    async with running(relay):
-        await until(lambda: len(held.publisher.batches) == 1)
+    async with held.relaying(2, batches=1, poll_seconds=60) as relay:
         first = list(held.uow.state.outbox)
         await held.sign_up(2)  # rows 3 and 4
         later = [e for i, e in held.uow.state.outbox.items() if i not in first]
@@ -185,10 +185,7 @@ async def test_rows_committed_while_batches_fly_go_out_without_a_read() -> None:
 
 async def test_rows_that_do_not_follow_on_are_left_to_the_relay_to_read() -> None:
     held = Held()
-    await held.sign_up(2)
-    relay = held.relay(batch_size=1)
-    async with running(relay):
-        await until(lambda: len(held.publisher.batches) == 2)
+    async with held.relaying(2, batches=2, batch_size=1) as relay:
         await held.sign_up(2)
         *_, fourth = held.uow.state.outbox.values()
         relay.committed([fourth])  # row 3 is not read yet: 4 must wait for it
