@@ -129,8 +129,11 @@ class Held:
         await self.sign_up(signed)
         relay = self.relay(**options)
         async with running(relay):
-            await until(lambda: len(self.publisher.batches) == batches)
-            yield relay
+            try:
+                await until(lambda: len(self.publisher.batches) == batches)
+                yield relay
+            finally:
+                self.publisher.release.set()  # a failed test does not leave batches held
 
 
 @asynccontextmanager
