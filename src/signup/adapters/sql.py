@@ -7,7 +7,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -398,16 +398,8 @@ class _NoRows:
     """What a direct SELECT that found nothing answers (a row found goes through
     SQLAlchemy again, for its typed row)."""
 
-    rowcount = 0
-
     def first(self) -> None:
         return None
-
-    def all(self) -> list[Any]:
-        return []
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(())
 
 
 _NO_ROWS = _NoRows()
