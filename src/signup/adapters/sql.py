@@ -612,18 +612,13 @@ class SqlUnitOfWork:
             return await work(SqlTransaction(conn, self.clock))
 
     async def close(self) -> None:
-        for _ in range(500):  # at most about 5 s for work already accepted
-            if not self._pending and not self._flush_due:
-                break
-            await asyncio.sleep(0.01)
+        await self._drained()
         if self._lock_waiter is not None:
             self._lock_waiter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._lock_waiter
             self._lock_waiter = None
         if self._task is not None:
-            if self._queue is not None:
-                await self._drained(self._queue)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -643,9 +638,12 @@ class SqlUnitOfWork:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    async def _drained(self, queue: asyncio.Queue[_Job]) -> None:
-        for _ in range(500):  # at most about 5 s for work already accepted
-            if queue.empty() and not self._committing:
+    async def _drained(self) -> None:
+        """Wait (about 5 s at most) for work already accepted, by either writer."""
+        for _ in range(500):
+            flushed = not self._pending and not self._flush_due
+            written = (self._queue is None or self._queue.empty()) and not self._committing
+            if flushed and written:
                 return
             await asyncio.sleep(0.01)
 
