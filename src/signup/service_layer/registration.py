@@ -137,15 +137,8 @@ class RegistrationService:
 
         async def store(tx: Transaction) -> None:
             event = self._event_for(account, applicant)  # stamped in its transaction
-            created = replace(
-                signup,
-                user_id=account.user_id,
-                event_id=event.id,
-                response_status=201,
-                response_body=answer.body(),
-            )
             await tx.users.add(account)
-            await tx.signups.add(created)
+            await tx.signups.add(_created(signup, event, answer))
             await tx.outbox.add(event)
 
         try:
@@ -193,14 +186,7 @@ class RegistrationService:
             # The event is made as its transaction runs: its time is that of the commit
             # the 201 follows, not of the moment the work was handed to the writer.
             event = self._event_for(account, signup.applicant)
-            created = replace(
-                signup,
-                status=SignUpStatus.CREATED,
-                user_id=account.user_id,
-                event_id=event.id,
-                response_status=201,
-                response_body=answer.body(),
-            )
+            created = _created(signup, event, answer)
             # One account, one event: when another sign-up of this person already
             # completed with this account (a retry without the Idempotency-Key, a second
             # tab, reconciliation of an earlier attempt), this one takes its answer and
@@ -368,6 +354,18 @@ class RegistrationService:
                 identity_provider=self.provider.name,
             ),
         )
+
+
+def _created(signup: SignUp, event: UserRegistered, answer: Registered) -> SignUp:
+    """The sign-up completed with its account, its event and the answer it replays."""
+    return replace(
+        signup,
+        status=SignUpStatus.CREATED,
+        user_id=answer.user_id,
+        event_id=event.id,
+        response_status=201,
+        response_body=answer.body(),
+    )
 
 
 def _made_after(accounts: list[CreatedAccount], signup: SignUp) -> CreatedAccount | None:
