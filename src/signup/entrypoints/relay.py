@@ -89,10 +89,8 @@ class Relay:
             self._held_timer = loop.call_later(max(wait, 0.0), self._release_held)
 
     def _release_held(self) -> None:
-        if self._held_timer is not None:
-            self._held_timer.cancel()
-            self._held_timer = None
-        held, self._held = self._held, []
+        held = self._held
+        self._drop_held()
         if held:
             self.taken_at_commit += 1
             self._start(held)
