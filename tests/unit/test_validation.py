@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from signup.domain.passwords import common_passwords, password_problem
-from signup.entrypoints.web.schemas import PasswordPolicy, SignUpRequest, validate_signup
+from signup.entrypoints.web.schemas import (
+    PasswordPolicy,
+    SignUpRequest,
+    normalise_email,
+    validate_signup,
+)
 
 POLICY = PasswordPolicy("Naked Coders")
 GOOD = "violet tractor anthem"
@@ -29,6 +36,26 @@ def test_email_is_trimmed_and_its_domain_lower_cased() -> None:
 )
 def test_malformed_emails_are_refused_on_the_email_field(email: str) -> None:
     assert "email" in fields(validate_signup({"email": email, "password": GOOD}, POLICY))
+
+
+def test_a_domain_is_checked_once_and_answers_stay_the_same() -> None:
+    checker = importlib.import_module("email_validator.validate_email")
+    kept = checker.validate_email_domain_name.kept
+    before = kept.cache_info()
+    first = [normalise_email(f"ada{i}@Bücher.Example") for i in range(3)]
+    after = kept.cache_info()
+    assert first == [f"ada{i}@bücher.example" for i in range(3)]
+    assert after.hits - before.hits >= 2  # the second and third address reused the first
+    answer = checker.validate_email_domain_name("bücher.example")
+    answer["domain"] = "tampered.example"  # a caller's copy: the kept answer is untouched
+    assert normalise_email("eve@bücher.example") == "eve@bücher.example"
+
+
+@pytest.mark.parametrize("email", ["ada@-bad.example", "ada@exa mple.com", "ada@localhost"])
+def test_a_refused_domain_is_refused_every_time(email: str) -> None:
+    for _ in range(3):
+        with pytest.raises(ValueError, match="valid e-mail address"):
+            normalise_email(email)
 
 
 @pytest.mark.parametrize(
