@@ -193,6 +193,47 @@ async def test_cross_site_browser_requests_are_403(
     assert_problem(status, problem, response_headers, 403)
 
 
+async def test_an_allowed_origin_gets_cors_answers_and_others_none(
+    make_settings: Callable[..., Settings], bound_queue: AbstractQueue, http: aiohttp.ClientSession
+) -> None:
+    partner = "https://www.partner.example"
+    async with serving(make_settings(allowed_origins=[partner])) as url:
+        preflight = {
+            "Origin": partner,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, idempotency-key",
+        }
+        async with http.options(f"{url}/user/signup", headers=preflight) as response:
+            assert response.status == 200
+            assert response.headers["Access-Control-Allow-Origin"] == partner
+            assert "POST" in response.headers["Access-Control-Allow-Methods"]
+        status, _, headers = await post(
+            http, url, {"email": "partner@example.com", "password": PASSWORD}, {"Origin": partner}
+        )
+        assert status == 201
+        assert headers["Access-Control-Allow-Origin"] == partner
+        status, _, headers = await post(
+            http, url, {"email": "other@example.com", "password": PASSWORD}
+        )
+        assert status == 201 and "Access-Control-Allow-Origin" not in headers
+        foreign = {**preflight, "Origin": "https://evil.example"}
+        async with http.options(f"{url}/user/signup", headers=foreign) as response:
+            assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_with_no_other_origin_allowed_no_cors_answers_are_given(
+    base: str, http: aiohttp.ClientSession
+) -> None:
+    preflight = {"Origin": "https://www.partner.example", "Access-Control-Request-Method": "POST"}
+    async with http.options(f"{base}/user/signup", headers=preflight) as response:
+        assert response.status >= 400
+        assert "Access-Control-Allow-Origin" not in response.headers
+    status, _, headers = await post(
+        http, base, {"email": "plain@example.com", "password": PASSWORD}
+    )
+    assert status == 201 and "Access-Control-Allow-Origin" not in headers
+
+
 async def test_same_origin_and_non_browser_clients_need_no_token(
     base: str, http: aiohttp.ClientSession
 ) -> None:

@@ -98,12 +98,16 @@ def create_app(
             "Something went wrong on our side; nothing was lost. Please try again.",
         )
 
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=sorted(settings.allowed_origins),
-        allow_methods=["POST"],
-        allow_headers=["Content-Type", "Idempotency-Key"],
-        max_age=600,
-    )
+    if settings.allowed_origins:
+        # Only other origins' browsers need CORS answers: with none allowed, the guard
+        # refuses their posts and the middleware would only add `Vary: Origin` to every
+        # response (~15 us a request on the sign-up path).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=sorted(settings.allowed_origins),
+            allow_methods=["POST"],
+            allow_headers=["Content-Type", "Idempotency-Key"],
+            max_age=600,
+        )
     app.add_middleware(GuardMiddleware, allowed_origins=settings.origins)
     return app
