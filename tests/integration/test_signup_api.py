@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -191,6 +192,15 @@ async def test_cross_site_browser_requests_are_403(
         http, base, {"email": "x@example.com", "password": PASSWORD}, headers
     )
     assert_problem(status, problem, response_headers, 403)
+
+
+async def test_start_up_objects_are_frozen_out_of_collections_while_serving(
+    settings: Settings, bound_queue: AbstractQueue
+) -> None:
+    before = gc.get_freeze_count()
+    async with serving(settings):
+        assert gc.get_freeze_count() > before + 10_000
+    assert gc.get_freeze_count() == 0
 
 
 async def test_an_allowed_origin_gets_cors_answers_and_others_none(
