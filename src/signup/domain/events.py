@@ -58,7 +58,7 @@ class UserRegistered(BaseModel):
         return iso_millis(value)
 
     def to_json(self) -> bytes:
-        # pydantic-core writes the JSON itself: no dict of the event on the way (7 us
+        # pydantic-core writes the JSON itself: no dict of the event on the way (8-9 us
         # against 12 us through model_dump and orjson; the same bytes).
         return self.model_dump_json().encode()
 

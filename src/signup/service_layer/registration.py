@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -73,7 +73,7 @@ class RegistrationService:
     hide_existing: bool = False
     # A pending sign-up younger than this is taken to be still in flight.
     in_flight_for: timedelta = timedelta(seconds=30)
-    new_id: Callable[[], str] = field(default=lambda: time_ordered_id())
+    new_id: Callable[[], str] = time_ordered_id
 
     # ---- the use case -------------------------------------------------------------
 
