@@ -197,7 +197,6 @@ def build(args: argparse.Namespace, url: str, exchange: str) -> tuple[Any, Count
         auth0_client_secret="inprocess",
         rate_limit_per_ip="",
         rate_limit_per_email="",
-        log_level="WARNING",
     )
     container = bootstrap(
         settings, provider=SlowProvider(args.provider_latency), publisher=publisher, clock=now
