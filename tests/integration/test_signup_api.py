@@ -242,6 +242,8 @@ async def test_with_no_other_origin_allowed_no_cors_answers_are_given(
         http, base, {"email": "plain@example.com", "password": PASSWORD}
     )
     assert status == 201 and "Access-Control-Allow-Origin" not in headers
+    # No CORS layer at all: its mark, `Vary: Origin` on every answer, is absent.
+    assert "origin" not in headers.get("Vary", "").lower()
 
 
 async def test_same_origin_and_non_browser_clients_need_no_token(
