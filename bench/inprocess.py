@@ -50,7 +50,7 @@ from signup.entrypoints.web.app import create_app
 from signup.log_config import configure_logging
 from signup.service_layer.registration import Registered
 from signup.settings import Settings
-from signup.testing.fakes import FakeIdentityProvider
+from signup.testing.fakes import FakeIdentityProvider, FakePublisher
 
 PASSWORD = "Quiet-Harbour-Lantern-42"
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -73,28 +73,23 @@ class SlowProvider(FakeIdentityProvider):
 
 
 class CountingPublisher:
-    """Confirms every entry at once (or hands them to a real publisher) and counts them."""
+    """Counts what the publisher it wraps confirmed: a run ends when every event is out."""
 
-    def __init__(self, real: EventPublisher | None = None) -> None:
-        self.real = real
+    def __init__(self, inner: EventPublisher) -> None:
+        self.inner = inner
         self.confirmed = 0
 
     @property
     def connected(self) -> bool:
-        return True
+        return self.inner.connected
 
     async def publish(self, entries: list[OutboxEntry]) -> PublishResult:
-        if self.real is not None:
-            result = await self.real.publish(entries)
-        else:
-            await asyncio.sleep(0)
-            result = PublishResult(confirmed=[e.event_id for e in entries])
+        result = await self.inner.publish(entries)
         self.confirmed += len(result.confirmed)
         return result
 
     async def close(self) -> None:
-        if self.real is not None:
-            await self.real.close()
+        await self.inner.close()
 
 
 def request_scope(body: bytes) -> dict[str, Any]:
@@ -183,7 +178,8 @@ async def bound_queue(amqp_url: str | None, exchange: str) -> AsyncIterator[None
 
 def build(args: argparse.Namespace, url: str, exchange: str) -> tuple[Any, CountingPublisher]:
     """The app to measure, and the publisher its relay (if any) publishes through."""
-    publisher = CountingPublisher(AmqpPublisher(args.broker, exchange) if args.broker else None)
+    real = AmqpPublisher(args.broker, exchange) if args.broker else None
+    publisher = CountingPublisher(real or FakePublisher())
     if args.variant == "bare":
         from bench.ceilings import bare_app
 
