@@ -33,7 +33,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ import uvloop
 from signup.adapters.broker import AmqpPublisher, EventPublisher, PublishResult
 from signup.adapters.database import migrate
 from signup.adapters.repository import OutboxEntry
-from signup.bootstrap import bootstrap
+from signup.bootstrap import bootstrap, utc_now
 from signup.domain.commands import RegisterUser
 from signup.domain.model import Applicant, CreatedAccount
 from signup.entrypoints.web.app import create_app
@@ -56,15 +55,11 @@ PASSWORD = "Quiet-Harbour-Lantern-42"
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 class SlowProvider(FakeIdentityProvider):
     """The fake provider, answering after a delay (Auth0's round trip, without its CPU)."""
 
     def __init__(self, latency: float) -> None:
-        super().__init__(now)
+        super().__init__(utc_now)
         self.latency = latency
 
     async def create_user(self, applicant: Applicant, password: str) -> CreatedAccount:
@@ -195,7 +190,7 @@ def build(args: argparse.Namespace, url: str, exchange: str) -> tuple[Any, Count
         rate_limit_per_email="",
     )
     container = bootstrap(
-        settings, provider=SlowProvider(args.provider_latency), publisher=publisher, clock=now
+        settings, provider=SlowProvider(args.provider_latency), publisher=publisher, clock=utc_now
     )
     if args.variant == "stub":
 

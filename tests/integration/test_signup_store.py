@@ -4,17 +4,13 @@ when the sign-up is abandoned."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC
 
-from test_outbox_relay import close_uow, make_uow
+from test_outbox_relay import close_uow, make_uow, now
 
 from signup.adapters.sql import SqlUnitOfWork
 from signup.domain.model import Applicant, SignUp, SignUpStatus
 from signup.service_layer.unit_of_work import Transaction
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def pending(key: str) -> SignUp:
