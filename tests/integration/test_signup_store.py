@@ -81,7 +81,7 @@ async def test_settling_keeps_the_key_unless_abandoned_and_never_touches_the_req
 async def test_the_wal_stays_bounded_while_writes_never_pause(sqlite_url: str) -> None:
     """A PASSIVE checkpoint beside a writer that never pauses never catches up with it,
     and SQLite rewinds the WAL only once all of it is copied back: measured, the WAL
-    grew by ~45 MB a second at the benchmark's maximum and never shrank. The unit of
+    grew by ~20 MB a second under the benchmark's load and never shrank. The unit of
     work rewinds it once it passes its limit, whatever the load."""
     uow = make_uow(sqlite_url)
     uow.checkpoint_every = 0.02

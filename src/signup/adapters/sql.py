@@ -522,7 +522,7 @@ def _checkpoint(database: str, rewind_above: int) -> None:
     SQLite rewinds the WAL (writes from its start again) only when a commit finds all of
     it copied back. A PASSIVE checkpoint beside writers that never pause ends with the
     frames they appended meanwhile still to copy, so under sustained load the WAL never
-    rewound: 448 MB after 10 s at the benchmark's maximum, and growing. The second pass
+    rewound: 448 MB after 30 s of the benchmark's load, ~20 MB more a second. The second pass
     copies only what came during the first; the writers wait for it (its copy and the
     database's fsync: 3 ms typically, 14 ms at most measured) on the lock they take
     turns with, in a thread of theirs, never on the event loop.
