@@ -532,6 +532,8 @@ def _checkpoint(database: str, rewind_above: int) -> None:
         _busy, pages, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         (page_size,) = conn.execute("PRAGMA page_size").fetchone()
         if pages * page_size > rewind_above:
+            # A descriptor of its own, not the unit of work's: `flock` excludes other
+            # open files only, so on the writer's own descriptor it would not wait.
             lock = os.open(_writer_lock_path(database), os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX)
