@@ -59,7 +59,8 @@ def _is(status: SignUpStatus) -> ColumnElement[bool]:
 
     The partial indexes are over the status. A bound value that could decide whether
     one of them applies makes SQLite plan the statement again each time the value is
-    bound, so every run (measured: the owner lookup 26 µs bound, 5 µs written in).
+    bound, so at every run: the owner lookup took 58 µs in the service's batches (11 µs
+    written in), and 26 µs against 5 µs through sqlite3 alone on 20,000 rows.
     """
     return _s.status == literal_column(f"'{status.value}'")
 
