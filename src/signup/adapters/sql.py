@@ -191,7 +191,7 @@ class SqlSignUps:
             select(t.signups)
             .where(
                 t.signups.c.email == email,
-                t.signups.c.status.in_([SignUpStatus.PENDING.value, SignUpStatus.ABANDONED.value]),
+                or_(_is(SignUpStatus.PENDING), _is(SignUpStatus.ABANDONED)),
             )
             .order_by(t.signups.c.requested_at)
         )
@@ -201,7 +201,7 @@ class SqlSignUps:
         query = (
             select(t.signups)
             .where(
-                t.signups.c.status == SignUpStatus.PENDING.value,
+                _is(SignUpStatus.PENDING),
                 t.signups.c.requested_at < cutoff,
             )
             .order_by(t.signups.c.requested_at)
