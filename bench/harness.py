@@ -101,12 +101,15 @@ def _broker_pids() -> list[int]:
 
 @dataclass
 class CpuWatch:
-    """Cores used, over a span, by the benchmark's own processes, the broker, and others."""
+    """Cores used, over a span, by the benchmark's own processes, the broker, and others;
+    with `server`, also by that process tree alone (the server under load)."""
 
+    server: int | None = None
     started: float = 0.0
     busy: int = 0
     ours: int = 0
     broker: int = 0
+    served: int = 0
 
     def _broker(self) -> int:
         return sum(_tree_jiffies(p) for p in _broker_pids())
@@ -118,6 +121,7 @@ class CpuWatch:
             _tree_jiffies(os.getpid()),
             self._broker(),
         )
+        self.served = _tree_jiffies(self.server) if self.server else 0
         return self
 
     def stop(self) -> dict[str, float]:
@@ -126,11 +130,13 @@ class CpuWatch:
         busy = (_busy_jiffies() - self.busy) / hz / span
         ours = (_tree_jiffies(os.getpid()) - self.ours) / hz / span
         broker = (self._broker() - self.broker) / hz / span
+        served = (_tree_jiffies(self.server) - self.served) / hz / span if self.server else 0.0
         return {
             "busy": busy,
             "bench": ours,
             "broker": broker,
             "others": max(0.0, busy - ours - broker),
+            "server": served,
         }
 
 
@@ -535,7 +541,7 @@ async def row1(s: Session) -> dict[str, Any]:
         )
         await delivery_check(s.consumer, db, f"w{n}")
 
-        cpu = CpuWatch().start()
+        cpu = CpuWatch(service.pid).start()
         top = await s.timed(
             f"run {n + 1}: row 1 at the maximum ({o.connections} connections)",
             o.duration,
@@ -549,7 +555,7 @@ async def row1(s: Session) -> dict[str, Any]:
         s.advance()
 
         rate = max(1.0, top.per_s / 2)
-        cpu = CpuWatch().start()
+        cpu = CpuWatch(service.pid).start()
         half = await s.timed(
             f"run {n + 1}: row 1 at half the maximum ({rate:.0f}/s, constant rate)",
             o.duration,
@@ -568,9 +574,9 @@ async def row1(s: Session) -> dict[str, Any]:
         await s.timed(f"run {n + 1}: stopping the service", 3, s.stop(service))
         s.advance()
 
-        for key, target in (("bare", bare_url), ("passthrough", pass_url)):
+        for key, target, app in (("bare", bare_url, bare), ("passthrough", pass_url, passthrough)):
             await closed_load(s.wrk, f"{target}/user/signup", f"c{key[0]}w{n}", 1, 64)
-            cpu = CpuWatch().start()
+            cpu = CpuWatch(app.pid).start()
             run[key] = await s.timed(
                 f"run {n + 1}: ceiling {'(a) bare' if key == 'bare' else '(b) pass-through'}",
                 o.duration,
@@ -583,11 +589,13 @@ async def row1(s: Session) -> dict[str, Any]:
         # The half-load bar's reference: the same generator at the same rate against the
         # pass-through, which shows what the machine, the generator and the stand-in
         # alone add to a request's latency at that rate.
+        cpu = CpuWatch(passthrough.pid).start()
         run["passthrough_half"] = await s.timed(
             f"run {n + 1}: ceiling (b) at the half-load rate ({rate:.0f}/s, constant rate)",
             o.duration,
             rate_load(f"{pass_url}/user/signup", f"ch{n}", rate, o.duration),
         )
+        run["cpu_passthrough_half"] = cpu.stop()
         runs.append(run)
     await s.stop(bare)
     await s.stop(passthrough)
@@ -674,6 +682,15 @@ class Line:
     met: bool | None = None
 
 
+def _cpu_us(run: dict[str, Any], key: str) -> float:
+    """CPU of the server under load, µs a successful request, over the span of `key`'s load."""
+    watch = run.get(f"cpu_{key}")
+    per_s: float = run[key].per_s
+    if not watch or not per_s:
+        return float("nan")
+    return float(watch["server"]) / per_s * 1e6
+
+
 def summarise(o: Options, results: dict[str, Any]) -> list[Line]:
     lines: list[Line] = []
     if "row1" in results:
@@ -746,6 +763,23 @@ def summarise(o: Options, results: dict[str, Any]) -> list[Line]:
             Line("2b", "ceiling: validate + forward to stand-in, req/s", _fmt(passthrough))
         )
         lines.append(Line("2b", "row 1 / (b)", _fmt(ratio_b, 2), "≥ 0.85", ratio_b >= 0.85))
+        lines.append(
+            Line(
+                "1",
+                "service's CPU a sign-up, at max / at 50% (µs, its process tree)",
+                " / ".join(_fmt(median([_cpu_us(r, k) for r in runs])) for k in ("max", "half")),
+            )
+        )
+        lines.append(
+            Line(
+                "2b",
+                "pass-through's CPU a request, at max / at row 1's 50% rate (µs)",
+                " / ".join(
+                    _fmt(median([_cpu_us(r, k) for r in runs]))
+                    for k in ("passthrough", "passthrough_half")
+                ),
+            )
+        )
         pass_p50 = median([r["passthrough_half"].p50_ms for r in runs])
         pass_p99 = median([r["passthrough_half"].p99_ms for r in runs])
         lines.append(
@@ -908,9 +942,11 @@ def details(o: Options, results: dict[str, Any]) -> list[str]:
             "",
             "| run | max/s | p50/p99 ms | lag p50/p99 | half rate | half p50/p99 | "
             "lag p50/p99 | bare/s | pass/s | pass at half rate p50/p99 | errors | "
-            "created=delivered | peak RSS MB | CPU others (cores, max run) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "created=delivered | peak RSS MB | CPU others (cores, max run) | "
+            "CPU µs a request: service max/half, pass max/half |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        cpu_keys = ("max", "half", "passthrough", "passthrough_half")
         for n, r in enumerate(results["row1"]["runs"]):
             md, hd = r["max_delivery"], r["half_delivery"]
             out.append(
@@ -923,7 +959,8 @@ def details(o: Options, results: dict[str, Any]) -> list[str]:
                 f"| {r['max'].errors + r['half'].errors} "
                 f"| {md['db']['created']}={md['delivered']}, "
                 f"{hd['db']['created']}={hd['delivered']} "
-                f"| {r['peak_rss_kib'] / 1024:.0f} | {r['cpu_max']['others']:.2f} |"
+                f"| {r['peak_rss_kib'] / 1024:.0f} | {r['cpu_max']['others']:.2f} "
+                f"| {'/'.join(_fmt(_cpu_us(r, k)) for k in cpu_keys)} |"
             )
     if "row3" in results:
         out += [
