@@ -102,7 +102,7 @@ def _broker_pids() -> list[int]:
 @dataclass
 class CpuWatch:
     """Cores used, over a span, by the benchmark's own processes, the broker, and others;
-    with `server`, also by that process tree alone (the server under load)."""
+    with `server`, also the CPU seconds of that process tree alone (the server under load)."""
 
     server: int | None = None
     started: float = 0.0
@@ -130,13 +130,13 @@ class CpuWatch:
         busy = (_busy_jiffies() - self.busy) / hz / span
         ours = (_tree_jiffies(os.getpid()) - self.ours) / hz / span
         broker = (self._broker() - self.broker) / hz / span
-        served = (_tree_jiffies(self.server) - self.served) / hz / span if self.server else 0.0
+        served = (_tree_jiffies(self.server) - self.served) / hz if self.server else 0.0
         return {
             "busy": busy,
             "bench": ours,
             "broker": broker,
             "others": max(0.0, busy - ours - broker),
-            "server": served,
+            "server_seconds": served,
         }
 
 
@@ -683,12 +683,12 @@ class Line:
 
 
 def _cpu_us(run: dict[str, Any], key: str) -> float:
-    """CPU of the server under load, µs a successful request, over the span of `key`'s load."""
+    """The server's CPU during `key`'s load, µs a successful request."""
     watch = run.get(f"cpu_{key}")
-    per_s: float = run[key].per_s
-    if not watch or not per_s:
+    ok: int = run[key].ok
+    if not watch or not ok:
         return float("nan")
-    return float(watch["server"]) / per_s * 1e6
+    return float(watch["server_seconds"]) / ok * 1e6
 
 
 def summarise(o: Options, results: dict[str, Any]) -> list[Line]:
