@@ -353,6 +353,37 @@ async def test_users_by_email(standin: Auth0Standin, http: aiohttp.ClientSession
         assert await resp.json() == []
 
 
+async def test_app_metadata_is_kept_and_returned_by_the_look_up(
+    standin: Auth0Standin, http: aiohttp.ClientSession
+) -> None:
+    token = await get_token(standin, http)
+    body = user_body("grace@example.com", app_metadata={"signup_intent": "intent-1"})
+    status, user, _ = await create(standin, http, body, token)
+    assert status == 201
+    assert user["app_metadata"] == {"signup_intent": "intent-1"}
+    url = f"{standin.url}/api/v2/users-by-email"
+    auth = {"Authorization": f"Bearer {token}"}
+    async with http.get(url, params={"email": "grace@example.com"}, headers=auth) as resp:
+        [found] = await resp.json()
+    assert found["app_metadata"] == {"signup_intent": "intent-1"}
+    status, data, _ = await create(standin, http, user_body(app_metadata="x"), token)
+    assert (status, data["errorCode"]) == (400, "invalid_body")
+
+
+async def test_which_password_an_account_holds_is_known_to_tests_only(
+    standin: Auth0Standin, http: aiohttp.ClientSession
+) -> None:
+    token = await get_token(standin, http)
+    _, user, _ = await create(standin, http, user_body(password="first-Password-1"), token)
+    status, _, _ = await create(standin, http, user_body(password="second-Password-2"), token)
+    assert status == 409
+    assert standin.password_matches(user["user_id"], "first-Password-1")
+    assert not standin.password_matches(user["user_id"], "second-Password-2")
+    assert not standin.password_matches("auth0|nobody", "first-Password-1")
+    async with http.get(f"{standin.url}/__standin/state") as resp:
+        assert "first-Password-1" not in await resp.text()
+
+
 # -- rate limit, latency, faults ---------------------------------------------------------
 
 

@@ -206,6 +206,9 @@ class StandinState:
     by_email: dict[tuple[str, str], str] = field(default_factory=dict)
     by_username: dict[tuple[str, str], str] = field(default_factory=dict)
     tokens: dict[str, tuple[float, str]] = field(default_factory=dict)  # → (expiry, scope)
+    # user_id → (salt, salted SHA-256 of the password): kept apart from the user objects,
+    # which never show it, as Auth0's never do; only `password_matches` reads it.
+    passwords: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
 
     def users_by_email(self, email: str) -> list[dict[str, Any]]:
         wanted = email.lower()
@@ -238,6 +241,10 @@ class _Bucket:
             "x-ratelimit-remaining": str(int(self.tokens)),
             "x-ratelimit-reset": str(reset),
         }
+
+
+def _password_digest(salt: bytes, password: str) -> bytes:
+    return hashlib.sha256(salt + password.encode()).digest()
 
 
 def _iso_now() -> str:
@@ -370,6 +377,14 @@ class Auth0Standin:
         self.state = StandinState()
         self._rng = random.Random(self.config.seed)
         self._bucket = self._make_bucket()
+
+    def password_matches(self, user_id: str, password: str) -> bool:
+        """Test-only: does this account hold `password`? (Auth0 would answer a login.)"""
+        held = self.state.passwords.get(user_id)
+        if held is None:
+            return False
+        salt, digest = held
+        return secrets.compare_digest(digest, _password_digest(salt, password))
 
     def revoke_tokens(self) -> None:
         """Every token issued so far is answered 401 from now on."""
@@ -648,6 +663,8 @@ class Auth0Standin:
         )
         state.users[user["user_id"]] = user
         state.by_email[(connection, email)] = user["user_id"]
+        salt = secrets.token_bytes(16)
+        state.passwords[user["user_id"]] = (salt, _password_digest(salt, password))
         if username is not None:
             state.by_username[(connection, username.lower())] = user["user_id"]
         return user
