@@ -7,12 +7,17 @@ import base64
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
 
 import aiosmtplib
 import orjson
 import pytest
+from aiosmtplib.email import extract_recipients, flatten_message
+from hypothesis import given
+from hypothesis import strategies as st
+from mail_fixtures import ATTACKS, WELCOME_HEADERS, assert_only_what_we_wrote, wire_header_names
 from pydantic import ValidationError
 
 from signup.adapters.consumer import Topology, _KeyedLocks, _malformed_reason
@@ -22,6 +27,7 @@ from signup.adapters.mailer import SmtpMailer
 from signup.domain.events import UserRegistered, UserRegisteredData
 from signup.service_layer.consumers import (
     Brand,
+    check_wire_form,
     compose_welcome,
     contact_of,
     greeting_name,
@@ -78,6 +84,15 @@ def bodies(message: EmailMessage) -> tuple[str, str]:
         ("", "Grace Hopper", "Grace Hopper"),
         (None, "ada@example.com", "there"),  # Auth0 uses the e-mail as name
         (None, "   ", "there"),
+        ("Jean-Luc", "Jean-Luc Picard", "Jean-Luc"),
+        ("O\u2019Brien", "x", "O\u2019Brien"),
+        ("Zo\u00eb", "x", "Zo\u00eb"),
+        ("F3", "F3 Lovelace", "there"),  # nothing but letters is echoed: no numbers
+        ("Ada\u2028Bcc", "Ada\u2028Bcc", "there"),  # a line separator is not a space
+        ("Ada. URGENT: verify at https://evil.example/login now", "Ada Lovelace", "Ada Lovelace"),
+        ("Ada URGENT verify now please", "Ada URGENT verify now please", "there"),  # > 3 words
+        ("x <evil@attacker.example>, y", "x <evil@attacker.example>, y", "there"),
+        ("=?utf-8?q?Ada?=", "=?utf-8?q?Ada?= Lovelace", "there"),
     ],
 )
 def test_greeting_name(given: str | None, name: str, expected: str) -> None:
@@ -100,18 +115,129 @@ def test_welcome_email_has_both_parts_and_the_brand() -> None:
     assert "Naked Coders" in html
 
 
-def test_everything_from_the_event_is_escaped_in_html() -> None:
+def test_markup_in_a_name_is_never_echoed_and_what_is_echoed_is_escaped() -> None:
     nasty = '<script>alert("x")</script>'
     message = compose_welcome(event(given_name=nasty, name=f"{nasty} & Co"), BRAND)
     text, html = bodies(message)
-    assert "<script>" not in html
-    assert "&lt;script&gt;" in html
-    assert f"Hi {nasty}," in text  # plain text is not HTML: no entities there
+    assert "<script>" not in html and "script" not in text
+    assert text.startswith("Hi there,") and "Hi there," in html
+    text, html = bodies(compose_welcome(event(given_name="O'Brien"), BRAND))
+    assert "Hi O&#39;Brien," in html  # autoescaped
+    assert "Hi O'Brien," in text  # plain text is not HTML: no entities there
 
 
 def test_an_address_that_cannot_be_a_header_is_a_permanent_failure() -> None:
     with pytest.raises(PermanentFailure):
         compose_welcome(event(email="ada@example.com\r\nBcc: all@example.com"), BRAND)
+
+
+# --- mail injection (security issue 16) -----------------------------------------------
+
+
+def carrying(field: str, payload: str) -> UserRegistered:
+    """An event as a sign-up made before names were checked would have written it."""
+    if field == "given_name":
+        return event(given_name=payload, name=f"{payload} Lovelace")
+    if field == "family_name":
+        return event(family_name=payload, name=f"Ada {payload}")
+    return event(given_name=None, family_name=None, name=payload)  # Auth0's full name
+
+
+@pytest.mark.parametrize("field", ["given_name", "family_name", "name"])
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_no_name_reaches_a_header_of_the_welcome_email(attack: str, field: str) -> None:
+    message = compose_welcome(carrying(field, ATTACKS[attack]), BRAND)
+    greeting = "Ada" if field == "family_name" else "there"  # the given name, when it is fit
+    assert extract_recipients(message) == ["ada@example.com"]  # aiosmtplib's envelope
+    for utf8, cte_type in ((False, "8bit"), (True, "8bit"), (False, "7bit")):
+        raw = flatten_message(message, utf8=utf8, cte_type=cte_type)
+        assert_only_what_we_wrote(
+            raw, "ada@example.com", site_url=BRAND.site_url, greeting=greeting
+        )
+
+
+def test_a_fit_name_is_still_greeted_on_the_wire() -> None:
+    raw = flatten_message(compose_welcome(event(given_name="Zo\u00eb"), BRAND), utf8=True)
+    assert_only_what_we_wrote(raw, "ada@example.com", site_url=BRAND.site_url, greeting="Zo\u00eb")
+
+
+_FRAGMENTS = st.sampled_from(
+    ["=?", "?=", "utf-8", "UTF-8", "?b?", "?Q?", "QWRhDQpCY2M6", "=0D=0A", "\r\n", "\n", "\r",
+     "Bcc:", "To:", " ", "\t", "<", ">", "@", ",", ";", '"', "evil", "attacker.example", "\u2028"]
+)  # fmt: skip
+_NAMES = st.one_of(st.none(), st.text(max_size=120), st.lists(_FRAGMENTS).map("".join))
+
+
+@given(_NAMES, _NAMES, _NAMES)
+def test_whatever_the_names_the_wire_form_is_the_one_written(
+    given_name: str | None, family_name: str | None, name: str | None
+) -> None:
+    e = event(given_name=given_name, family_name=family_name, name=name or "Ada")
+    message = compose_welcome(e, BRAND)
+    assert extract_recipients(message) == ["ada@example.com"]
+    raw = flatten_message(message)
+    assert sorted(wire_header_names(raw)) == WELCOME_HEADERS
+    assert b"\r\nTo: ada@example.com\r\n" in b"\r\n" + raw
+    greeting = greeting_name(e)
+    assert greeting == "there" or all(
+        ch.isalpha() or ch in " '\u2019\u02bc-\u2010\u2011." for ch in greeting
+    )
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "ada@example.com\r\nBcc: all@example.com",
+        "ada@example.com\nBcc: all@example.com",
+        "=?utf-8?b?QWRhDQpCY2M6IGV2aWxAYXR0YWNrZXIuZXhhbXBsZQ==?=@example.com",
+        "ada@=?utf-8?q?example.com?=",
+        "ada@example.com, evil@attacker.example",
+        "Ada <ada@example.com>",
+        '"ada lovelace"@example.com',
+        "ada@example.com\u2028",
+        "ada@@example.com",
+        "ada(comment)@example.com",
+        "j\u00f6rg@example.com",  # a non-ASCII local part cannot be written in a header here
+    ],
+)
+def test_an_address_that_is_not_one_plain_address_is_a_permanent_failure(email: str) -> None:
+    with pytest.raises(PermanentFailure, match="cannot address"):
+        compose_welcome(event(email=email), BRAND)
+
+
+def test_an_international_domain_is_still_addressed() -> None:
+    message = compose_welcome(event(email="ada@b\u00fccher.example"), BRAND)
+    assert extract_recipients(message) == ["ada@b\u00fccher.example"]
+    assert sorted(wire_header_names(flatten_message(message, utf8=True))) == WELCOME_HEADERS
+
+
+def test_the_wire_check_refuses_what_this_python_would_fold_into_structure() -> None:
+    # How the welcome e-mail was addressed before issue 16: the name as display name.
+    # This Python decodes the encoded-word and writes the CR LF it carries as is.
+    message = compose_welcome(event(), BRAND)
+    del message["To"]
+    message["To"] = Address(display_name=ATTACKS["b-given-report"], addr_spec="ada@example.com")
+    with pytest.raises(PermanentFailure):
+        check_wire_form(message, "ada@example.com")
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("Bcc", "evil@attacker.example"), ("Reply-To", "evil@attacker.example"), ("X-Injected", "1")],
+)
+def test_the_wire_check_refuses_any_header_we_did_not_write(header: str, value: str) -> None:
+    message = compose_welcome(event(), BRAND)
+    check_wire_form(message, "ada@example.com")
+    message[header] = value
+    with pytest.raises(PermanentFailure, match="headers are not the ones written"):
+        check_wire_form(message, "ada@example.com")
+
+
+def test_the_wire_check_refuses_a_second_recipient_in_the_one_to_header() -> None:
+    message = compose_welcome(event(), BRAND)
+    message.replace_header("To", "ada@example.com, evil@attacker.example")
+    with pytest.raises(PermanentFailure, match="one recipient"):
+        check_wire_form(message, "ada@example.com")
 
 
 def test_message_id_comes_from_the_event_id() -> None:

@@ -9,12 +9,16 @@ Deduplication, retries and acknowledgements are the worker runtime's business
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import policy
+from email.errors import MessageError
+from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, getaddresses
 from functools import cache
 from typing import Any
 
@@ -24,12 +28,35 @@ from signup.adapters.crm import Crm
 from signup.adapters.failures import PermanentFailure
 from signup.adapters.mailer import Mailer
 from signup.domain.events import UserRegistered, iso_millis
+from signup.domain.names import greeting_from
 
 WELCOME_EMAIL = "welcome-email"
 CRM_SYNC = "crm-sync"
 CONSUMERS = (WELCOME_EMAIL, CRM_SYNC)
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._~-]{1,200}$")
+
+# The headers of the welcome e-mail, each once, and nothing else on the wire.
+WELCOME_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "auto-submitted",
+        "mime-version",
+        "content-type",
+    }
+)
+# One plain addr-spec: no space, control character, quote, comment, route, list or
+# encoded-word (email_validator lets `=?` through as atext, and Python's address
+# parser decodes it). Non-ASCII letters stay allowed (SMTPUTF8 addresses).
+_ADDRESS = re.compile(r"^[^\s@<>()\[\]\\,;:\"]{1,64}@[^\s@<>()\[\]\\,;:\"]{1,253}$")
+# How aiosmtplib writes a message: SMTP, or SMTPUTF8 when an address is not ASCII.
+_WIRE_POLICIES = (policy.SMTP, policy.SMTPUTF8)
+# CRLF lines, and any re-parse of the message by its own policy raises on a defect.
+_COMPOSE_POLICY = policy.SMTP.clone(raise_on_defect=True)
 
 
 @dataclass(frozen=True)
@@ -56,13 +83,13 @@ def _templates() -> Environment:
 
 
 def greeting_name(event: UserRegistered) -> str:
-    """Given name, else the full name (unless it is just the e-mail), else "there"."""
+    """Given name, else the full name, if fit to echo to an unverified address; else "there".
+
+    Fit is `signup.domain.names.greeting_from`: checked here again because events
+    written before sign-up refused such names may still be in the outbox or a queue.
+    """
     data = event.data
-    for candidate in (data.given_name, data.name):
-        cleaned = " ".join((candidate or "").split())
-        if cleaned and "@" not in cleaned:
-            return cleaned
-    return "there"
+    return greeting_from(data.given_name, data.name) or "there"
 
 
 def message_id(event_id: str) -> str:
@@ -71,30 +98,81 @@ def message_id(event_id: str) -> str:
     return f"<{local}@signup>"
 
 
+def recipient_of(event: UserRegistered) -> str:
+    """The event's address, if it is one plain addr-spec; else `PermanentFailure`."""
+    email = event.data.email
+    if not _ADDRESS.match(email) or "=?" in email or "?=" in email or not email.isprintable():
+        raise PermanentFailure("cannot address the e-mail: not one plain address")
+    return email
+
+
+def _header(message: EmailMessage, name: str, value: str | Address) -> None:
+    message[name] = value
+    defects = message[name].defects
+    if defects:
+        raise PermanentFailure(f"cannot write the {name} header: {defects[0]!r}")
+
+
+def check_wire_form(message: EmailMessage, recipient: str) -> None:
+    """Refuse to send `message` unless its bytes carry exactly the headers we wrote.
+
+    The header parser of this Python (3.11) decodes encoded-words and may fold what
+    they carry into the output unquoted (CVE-2024-6923), and aiosmtplib flattens with
+    its own policy and takes its recipients from the headers. So the message is
+    written here as aiosmtplib would write it and read back line by line: every header
+    is one we set, each once, with no bare CR or LF, and To names one address.
+    """
+    for wire_policy in _WIRE_POLICIES:
+        buffer = io.BytesIO()
+        try:
+            BytesGenerator(buffer, policy=wire_policy).flatten(message)
+        except (ValueError, TypeError, MessageError) as exc:
+            # Python 3.12.5+ refuses such headers itself (HeaderWriteError).
+            raise PermanentFailure(f"cannot write the e-mail: {exc}") from exc
+        head, separator, _ = buffer.getvalue().partition(b"\r\n\r\n")
+        if not separator:
+            raise PermanentFailure("the e-mail has no header section")
+        names: list[str] = []
+        for line in head.split(b"\r\n"):
+            if b"\r" in line or b"\n" in line:
+                raise PermanentFailure("a header of the e-mail carries a bare line break")
+            if line[:1] in (b" ", b"\t"):
+                continue  # a folded continuation of the header above
+            name, colon, _ = line.partition(b":")
+            if not colon:
+                raise PermanentFailure("a line of the e-mail's header is not a header")
+            names.append(name.decode("ascii", "replace").lower())
+        if sorted(names) != sorted(WELCOME_HEADERS):
+            raise PermanentFailure(f"the e-mail's headers are not the ones written: {names}")
+    addresses = getaddresses(message.get_all("To", []))
+    if [address for _, address in addresses] != [recipient]:
+        raise PermanentFailure("the e-mail's To header is not the one recipient")
+
+
 def compose_welcome(event: UserRegistered, brand: Brand) -> EmailMessage:
     """The welcome e-mail (text and HTML alternatives); everything from the event is escaped.
 
-    Raises `PermanentFailure` when the event's address cannot be put in a header.
+    No name goes into a header: To is the bare address, and the subject is the brand's.
+    The body greets by name only when `greeting_name` finds the name fit. Raises
+    `PermanentFailure` when the event's address cannot be put in a header.
     """
-    data = event.data
+    recipient = recipient_of(event)
+    brand_context: dict[str, Any] = {"site_name": brand.site_name, "site_url": brand.site_url}
     context: dict[str, Any] = {
+        **brand_context,
         "greeting": greeting_name(event),
-        "email": data.email,
-        "name": data.name,
-        "site_name": brand.site_name,
-        "site_url": brand.site_url,
+        "email": recipient,
     }
     env = _templates()
-    subject = " ".join(env.get_template("welcome.subject.j2").render(context).split())
+    subject = " ".join(env.get_template("welcome.subject.j2").render(brand_context).split())
     text = env.get_template("welcome.txt.j2").render(context)
     html = env.get_template("welcome.html.j2").render(context)
 
-    message = EmailMessage()
+    message = EmailMessage(policy=_COMPOSE_POLICY)
     try:
-        display = " ".join(data.name.split()) if "@" not in data.name else ""
-        message["To"] = Address(display_name=display, addr_spec=data.email)
-        message["From"] = brand.mail_from
-        message["Subject"] = subject
+        _header(message, "To", Address(addr_spec=recipient))
+        _header(message, "From", brand.mail_from)
+        _header(message, "Subject", subject)
     except (ValueError, IndexError, TypeError) as exc:
         raise PermanentFailure(f"cannot address the e-mail: {exc}") from exc
     message["Date"] = format_datetime(datetime.now(UTC))
@@ -102,6 +180,7 @@ def compose_welcome(event: UserRegistered, brand: Brand) -> EmailMessage:
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(text)
     message.add_alternative(html, subtype="html")
+    check_wire_form(message, recipient)
     return message
 
 
