@@ -504,6 +504,23 @@ async def test_find_by_email(standin: Auth0Standin, provider: Auth0IdentityProvi
     assert standin.state.counters.lookup_status[200] == 2
 
 
+async def test_the_account_carries_the_intent_that_made_it(
+    standin: Auth0Standin, provider: Auth0IdentityProvider
+) -> None:
+    marked = Applicant("grace@example.com", "Grace", intent_id="0193-intent")
+    created = await provider.create_user(marked, PASSWORD)
+    unmarked = await provider.create_user(ADA, PASSWORD)
+
+    [found] = await provider.find_by_email("grace@example.com")
+    [other] = await provider.find_by_email(ADA.email)
+
+    assert created.intent_id == found.intent_id == "0193-intent"
+    assert unmarked.intent_id is None and other.intent_id is None
+    # Auth0 keeps exactly the sign-up's id: nothing derived from the password.
+    assert standin.state.users[found.user_id]["app_metadata"] == {"signup_intent": "0193-intent"}
+    assert standin.state.users[other.user_id]["app_metadata"] == {}
+
+
 async def test_find_by_email_failure_is_unavailable(
     standin: Auth0Standin, provider: Auth0IdentityProvider
 ) -> None:

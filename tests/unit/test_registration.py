@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +18,7 @@ from signup.domain.errors import (
     RequestInProgress,
 )
 from signup.domain.events import UserRegistered
-from signup.domain.model import Applicant, SignUpStatus
+from signup.domain.model import Applicant, CreatedAccount, SignUpStatus
 from signup.service_layer.registration import RegistrationService, time_ordered_id
 from signup.testing.fakes import (
     FakeIdentityProvider,
@@ -183,7 +184,29 @@ async def test_reconcile_leaves_pending_when_the_provider_cannot_be_asked(
     assert signup.status is SignUpStatus.PENDING
 
 
-async def test_a_409_answering_our_own_timed_out_attempt_is_recognised(
+async def test_a_retry_without_the_key_is_another_request_and_gets_409(
+    service: RegistrationService,
+    uow: FakeUnitOfWork,
+    provider: FakeIdentityProvider,
+    clock: ManualClock,
+) -> None:
+    """Nothing but a key ties a retry to the attempt whose answer was lost: the password
+    is in no fingerprint, so "the same person pressing again" cannot be told from a
+    stranger. The account is the first attempt's, and reconciliation gives it its event."""
+    provider.script = [create_then_fail(OutcomeUnknown("timeout"))]
+    with pytest.raises(OutcomeUnknown):
+        await service.register(command())
+    clock.advance(2)
+    with pytest.raises(EmailAlreadyRegistered):
+        await service.register(command())  # the person presses the button again
+    assert not events(uow)
+    clock.advance(300)
+    assert (await service.reconcile(timedelta(seconds=120)))["completed"] == 1
+    [event] = events(uow)
+    assert event.data.user_id == provider.accounts["ada@example.com"].user_id
+
+
+async def test_a_409_completes_an_earlier_attempt_no_longer_in_flight_but_answers_409(
     service: RegistrationService,
     uow: FakeUnitOfWork,
     provider: FakeIdentityProvider,
@@ -192,13 +215,84 @@ async def test_a_409_answering_our_own_timed_out_attempt_is_recognised(
     provider.script = [create_then_fail(OutcomeUnknown("timeout"))]
     with pytest.raises(OutcomeUnknown):
         await service.register(command())
-    clock.advance(2)
-    result = await service.register(command())  # the person presses the button again
+    clock.advance(60)  # past in-flight: its own request will not complete it any more
+    with pytest.raises(EmailAlreadyRegistered):
+        await service.register(command())
+    [event] = events(uow)
+    assert event.data.user_id == provider.accounts["ada@example.com"].user_id
+    assert sorted(s.status for s in uow.state.signups.values()) == [
+        SignUpStatus.CREATED,
+        SignUpStatus.EXISTING,
+    ]
+
+
+@pytest.mark.parametrize("hide", [False, True])
+async def test_a_stranger_a_moment_ahead_never_hands_over_the_account(
+    uow: FakeUnitOfWork, provider: FakeIdentityProvider, clock: ManualClock, hide: bool
+) -> None:
+    """Issue 16, item 3: the attacker's creation is in flight when the victim's 409 comes."""
+    service = RegistrationService(
+        uow=uow, provider=provider, clock=clock, source="s", hide_existing=hide
+    )
+    provider.script = [create_then_fail(OutcomeUnknown("still in flight"))]
+    with pytest.raises(OutcomeUnknown):
+        await service.register(command())  # the attacker's, its answer not back yet
+    attacker = provider.accounts["ada@example.com"]
+    clock.advance(0.001)
+    if hide:
+        victim = await service.register(command())
+        assert victim.user_id != attacker.user_id and victim.user_id.startswith("auth0|")
+    else:
+        with pytest.raises(EmailAlreadyRegistered):
+            await service.register(command())
+    assert provider.calls == 2 and not events(uow)
+
+
+async def test_the_same_request_takes_its_account_when_it_turns_up_late(
+    uow: FakeUnitOfWork, clock: ManualClock
+) -> None:
+    """A keyed retry whose earlier attempt reconciliation found nothing for, then Auth0
+    made the account after all: the same key and body, so the account is this request's."""
+
+    class ArrivesLate(FakeIdentityProvider):
+        late: Applicant | None = None
+
+        async def find_by_email(self, email: str) -> list[CreatedAccount]:
+            found = await super().find_by_email(email)
+            if self.late is not None:
+                self._create(self.late)
+                self.late = None
+            return found
+
+    provider = ArrivesLate(clock)
+    service = RegistrationService(uow=uow, provider=provider, clock=clock, source="s")
+    provider.script = [OutcomeUnknown("timeout")]
+    with pytest.raises(OutcomeUnknown):
+        await service.register(command(key="key-9"))
+    [first] = uow.state.signups.values()
+    provider.late = replace(command().applicant, intent_id=first.id)
+    clock.advance(60)
+    result = await service.register(command(key="key-9"))
     [event] = events(uow)
     assert result.user_id == event.data.user_id == provider.accounts["ada@example.com"].user_id
+    again = await service.register(command(key="key-9"))
+    assert (again.user_id, again.replayed) == (result.user_id, True)
+
+
+async def test_reconcile_adopts_only_the_account_that_carries_the_intent(
+    service: RegistrationService,
+    uow: FakeUnitOfWork,
+    provider: FakeIdentityProvider,
+    clock: ManualClock,
+) -> None:
+    provider.script = [OutcomeUnknown("timeout before the provider acted")]
+    with pytest.raises(OutcomeUnknown):
+        await service.register(command())
+    clock.advance(1)
+    provider._create(Applicant("ada@example.com", intent_id="someone-else"))  # after ours
     clock.advance(300)
-    assert (await service.reconcile(timedelta(seconds=120)))["completed"] == 0
-    assert len(events(uow)) == 1
+    assert (await service.reconcile(timedelta(seconds=120)))["abandoned"] == 1
+    assert not events(uow)
 
 
 async def test_a_409_for_an_account_made_long_before_is_not_ours(
@@ -263,11 +357,14 @@ async def test_an_account_made_after_reconcile_gave_up_gets_its_event_on_retry(
         await service.register(command())
     clock.advance(300)
     assert (await service.reconcile(timedelta(seconds=120)))["abandoned"] == 1
-    provider._create(Applicant("ada@example.com", "Ada", "Lovelace"))  # the late creation
+    [first] = uow.state.signups.values()
+    late = Applicant("ada@example.com", "Ada", "Lovelace", intent_id=first.id)
+    provider._create(late)  # the late creation, marked by the attempt that asked for it
     clock.advance(5)
-    result = await service.register(command())  # the person tries again: Auth0 says 409
+    with pytest.raises(EmailAlreadyRegistered):  # no key: not provably the same request
+        await service.register(command())
     [event] = events(uow)
-    assert result.user_id == event.data.user_id == provider.accounts["ada@example.com"].user_id
+    assert event.data.user_id == provider.accounts["ada@example.com"].user_id
 
 
 def test_ids_are_uuid7_and_sort_in_the_order_they_were_made() -> None:

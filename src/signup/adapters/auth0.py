@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 DEFAULT_CONNECTION: Final = "Username-Password-Authentication"
+# The app_metadata property that names the sign-up an account was made for.
+INTENT_KEY: Final = "signup_intent"
 
 # Retry-After hints (seconds) for the caller's 503.
 _RETRY_OUTAGE: Final = 5.0
@@ -704,7 +706,7 @@ class Auth0IdentityProvider:
     # -- the port ----------------------------------------------------------------------
 
     async def create_user(self, applicant: Applicant, password: str) -> CreatedAccount:
-        payload: dict[str, str] = {
+        payload: dict[str, object] = {
             "connection": self.connection,
             "email": applicant.email,
             "password": password,
@@ -714,6 +716,9 @@ class Auth0IdentityProvider:
             payload["given_name"] = applicant.given_name
         if applicant.family_name is not None:
             payload["family_name"] = applicant.family_name
+        if applicant.intent_id is not None:
+            # Which sign-up made the account, read back by look-ups (never the password).
+            payload["app_metadata"] = {INTENT_KEY: applicant.intent_id}
         body = orjson.dumps(payload)
         answer = await self._management("POST", self._users_url, body=body, writes=True)
         status = answer.status
@@ -845,6 +850,8 @@ def _optional_str(value: object) -> str | None:
 
 def _account(data: dict[str, Any], *, fallback_email: str) -> CreatedAccount:
     email = data.get("email")
+    app_metadata = data.get("app_metadata")
+    intent = app_metadata.get(INTENT_KEY) if isinstance(app_metadata, dict) else None
     return CreatedAccount(
         user_id=data["user_id"],
         email=email if isinstance(email, str) else fallback_email,
@@ -853,6 +860,7 @@ def _account(data: dict[str, Any], *, fallback_email: str) -> CreatedAccount:
         given_name=_optional_str(data.get("given_name")),
         family_name=_optional_str(data.get("family_name")),
         name=_optional_str(data.get("name")),
+        intent_id=_optional_str(intent),
     )
 
 

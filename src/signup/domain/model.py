@@ -22,6 +22,11 @@ class Applicant:
     email: str
     given_name: str | None = None
     family_name: str | None = None
+    # The sign-up (its id) this request for an account belongs to, set only on the way to
+    # the provider, which marks the account with it: a later look-up then tells the
+    # account this sign-up made from one someone else made. Not part of who the person
+    # is: equality, fingerprints and events leave it out.
+    intent_id: str | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -40,6 +45,9 @@ class CreatedAccount:
     given_name: str | None = None
     family_name: str | None = None
     name: str | None = None
+    # The sign-up whose request made the account (`Applicant.intent_id`), as the provider
+    # kept it; None for an account made some other way.
+    intent_id: str | None = None
     # Only the local provider sets this: the Argon2id hash its own table stores.
     password_hash: str | None = field(default=None, repr=False)
 

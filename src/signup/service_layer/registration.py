@@ -30,10 +30,6 @@ from signup.service_layer.unit_of_work import Transaction, UnitOfWork
 
 log = structlog.get_logger(__name__)
 
-# Clocks differ between us and the provider; an account created this long before our
-# intent was recorded is still taken to be ours.
-CLOCK_SKEW = timedelta(seconds=5)
-
 
 @dataclass(frozen=True, slots=True)
 class Registered:
@@ -80,6 +76,7 @@ class RegistrationService:
     async def register(self, cmd: RegisterUser) -> Registered:
         applicant = cmd.applicant
         print_ = fingerprint(applicant)
+        same_request: tuple[str, ...] = ()
         if cmd.idempotency_key:
             key = cmd.idempotency_key
 
@@ -91,9 +88,12 @@ class RegistrationService:
                 replayed = await self._replay(earlier, print_)
                 if replayed is not None:
                     return replayed
+                # Reconciliation found nothing its earlier attempt made; should that
+                # account turn up after all, it is this request's own.
+                same_request = (earlier.id,)
         if self.provider.transactional:
             return await self._register_in_our_store(cmd, print_)
-        return await self._register_remotely(cmd, print_)
+        return await self._register_remotely(cmd, print_, same_request)
 
     async def reconcile(self, older_than: timedelta, limit: int = 500) -> dict[str, int]:
         """Settle sign-ups whose provider outcome was never learnt (crash, timeout)."""
@@ -142,7 +142,7 @@ class RegistrationService:
                 raise EmailAlreadyRegistered(applicant.email)
         account = await self.provider.create_user(applicant, cmd.password)
         signup = self._new_signup(cmd, print_, SignUpStatus.CREATED)
-        answer = Registered(account.user_id, account.email)
+        answer = Registered(account.user_id, applicant.email)
 
         async def store(tx: Transaction) -> None:
             event = self._event_for(account, applicant)  # stamped in its transaction
@@ -156,17 +156,20 @@ class RegistrationService:
             return await self._existing(cmd, print_)
         return answer
 
-    async def _register_remotely(self, cmd: RegisterUser, print_: str) -> Registered:
+    async def _register_remotely(
+        self, cmd: RegisterUser, print_: str, same_request: tuple[str, ...] = ()
+    ) -> Registered:
         signup = self._new_signup(cmd, print_, SignUpStatus.PENDING)
 
         async def intend(tx: Transaction) -> None:
             await tx.signups.add(signup)
 
         await self.uow.run(intend)
+        marked = replace(cmd.applicant, intent_id=signup.id)  # the account says who made it
         try:
-            account = await self.provider.create_user(cmd.applicant, cmd.password)
+            account = await self.provider.create_user(marked, cmd.password)
         except EmailAlreadyRegistered:
-            return await self._on_provider_conflict(signup, cmd, print_)
+            return await self._on_provider_conflict(signup, cmd, print_, same_request)
         except FieldRejected as exc:
             await self._settle(
                 replace(
@@ -188,8 +191,12 @@ class RegistrationService:
     # ---- outcomes -----------------------------------------------------------------
 
     async def _complete(self, signup: SignUp, account: CreatedAccount) -> Registered:
-        """Mark the sign-up created and queue its one event, unless someone already did."""
-        answer = Registered(account.user_id, account.email)
+        """Mark the sign-up created and queue its one event, unless someone already did.
+
+        The answer echoes the address as we normalised it, never as the provider did:
+        the hidden answer for a registered address echoes the same form.
+        """
+        answer = Registered(account.user_id, signup.applicant.email)
 
         async def complete(tx: Transaction) -> SignUp | None:
             # The event is made as its transaction runs: its time is that of the commit
@@ -228,36 +235,54 @@ class RegistrationService:
         return answer
 
     async def _on_provider_conflict(
-        self, signup: SignUp, cmd: RegisterUser, print_: str
+        self, signup: SignUp, cmd: RegisterUser, print_: str, same_request: tuple[str, ...]
     ) -> Registered:
-        """A 409 may answer the retry of our own request that timed out: if so, finish it.
+        """A 409: the address has an account. Is it the one this request asked for?
 
-        Abandoned attempts count too: an account Auth0 made after reconciliation gave up
-        on its sign-up still gets its one event when the person tries again.
+        Only when the account carries the intent of this sign-up or of an earlier attempt
+        of the same request (same Idempotency-Key and body): only then does it hold this
+        request's password. The address alone proves nothing: a stranger's request a
+        millisecond earlier made an account with the stranger's password, and answering
+        201 would tell this person that account is theirs. Every other request for a
+        registered address is a 409 (or, with hidden accounts, the 201 that makes nothing).
+
+        An earlier attempt no longer in flight (its answer lost, or reconciliation gave
+        up before Auth0 made the account) whose account turns up here gets its one event
+        all the same; an attempt still in flight completes itself.
         """
         email = signup.applicant.email
+        ours = {signup.id, *same_request}
+        now = self.clock()
 
         async def earlier_attempts(tx: Transaction) -> list[SignUp]:
             return await tx.signups.unsettled_for_email(email)
 
-        earlier = [
-            s for s in await self.uow.read(earlier_attempts, quick=True) if s.id != signup.id
-        ]
-        accounts = await self.provider.find_by_email(email) if earlier else []
-        for attempt in earlier:
-            account = _made_after(accounts, attempt)
-            if account is not None:
+        attempts = {
+            s.id: s
+            for s in await self.uow.read(earlier_attempts, quick=True)
+            if s.id in ours
+            or s.status is SignUpStatus.ABANDONED
+            or now - s.requested_at >= self.in_flight_for
+        }
+        if attempts.keys() - {signup.id}:  # else no account of ours can be there
+            for account in await self.provider.find_by_email(email):
+                attempt = attempts.get(account.intent_id or "")
+                if attempt is None:
+                    continue
                 answer = await self._complete(attempt, account)
-                await self._settle(
-                    replace(
-                        signup,
-                        status=SignUpStatus.EXISTING,
-                        user_id=answer.user_id,
-                        response_status=201,
-                        response_body=answer.body(),
+                if attempt.id == signup.id:
+                    return answer
+                if attempt.id in ours:
+                    await self._settle(
+                        replace(
+                            signup,
+                            status=SignUpStatus.EXISTING,
+                            user_id=answer.user_id,
+                            response_status=201,
+                            response_body=answer.body(),
+                        )
                     )
-                )
-                return answer
+                    return answer
         return await self._existing(cmd, print_, signup)
 
     async def _existing(
@@ -326,7 +351,15 @@ class RegistrationService:
     # ---- helpers ------------------------------------------------------------------
 
     async def _account_made_by(self, signup: SignUp) -> CreatedAccount | None:
-        return _made_after(await self.provider.find_by_email(signup.applicant.email), signup)
+        """The account this sign-up's own request made: the one that carries its intent.
+
+        One made after the intent by anyone else (a second tab, a stranger) is not it;
+        that account's own sign-up accounts for it.
+        """
+        for account in await self.provider.find_by_email(signup.applicant.email):
+            if account.intent_id == signup.id:
+                return account
+        return None
 
     async def _settle(self, signup: SignUp) -> None:
         async def settle(tx: Transaction) -> None:
@@ -375,11 +408,3 @@ def _created(signup: SignUp, event: UserRegistered, answer: Registered) -> SignU
         response_status=201,
         response_body=answer.body(),
     )
-
-
-def _made_after(accounts: list[CreatedAccount], signup: SignUp) -> CreatedAccount | None:
-    """The account this sign-up's request made, judged by when it was created."""
-    for account in accounts:
-        if account.created_at >= signup.requested_at - CLOCK_SKEW:
-            return account
-    return None

@@ -253,6 +253,7 @@ class FakeIdentityProvider:
             given_name=applicant.given_name,
             family_name=applicant.family_name,
             name=applicant.name,
+            intent_id=applicant.intent_id,  # as Auth0 keeps it in app_metadata
         )
         self.accounts[applicant.email] = account
         return account
