@@ -464,6 +464,8 @@ class Session:
             SIGNUP_RATE_LIMIT_PER_IP="",
             SIGNUP_RATE_LIMIT_PER_EMAIL="",
             SIGNUP_WEB_CONCURRENCY=str(self.options.workers),
+            # Its operations port too: never the default 9100 a running service may hold.
+            SIGNUP_OPS_PORT=str(free_port()),
         )
         if provider == "auth0":
             env |= {

@@ -115,3 +115,16 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    # Operations endpoints (/metrics, /openapi.json, /docs) are served by `signup serve`
+    # on a port of their own, on loopback unless told otherwise; an empty
+    # SIGNUP_OPS_PORT serves no operations port. SIGNUP_OPS_ON_PUBLIC_PORT=true (for
+    # development) serves them on the public port too.
+    ops_host: str = "127.0.0.1"
+    ops_port: int | None = Field(default=9100, ge=1, le=65535)
+    ops_on_public_port: bool = False
+
+    @field_validator("ops_port", mode="before")
+    @classmethod
+    def _empty_ops_port_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value

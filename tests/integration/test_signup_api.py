@@ -283,25 +283,39 @@ async def test_security_headers_on_page_and_api(base: str, http: aiohttp.ClientS
         assert page.headers["X-Request-ID"]
 
 
-async def test_health_readiness_metrics_and_openapi(base: str, http: aiohttp.ClientSession) -> None:
+async def test_health_and_readiness_but_no_operations_endpoints(
+    base: str, http: aiohttp.ClientSession
+) -> None:
     async with http.get(f"{base}/healthz") as r:
         assert r.status == 200
     async with http.get(f"{base}/readyz") as r:
         ready = await r.json()
         assert r.status == 200 and ready["database"] == "ok" and "broker" in ready
-    await post(http, base, {"email": "metric@example.com", "password": PASSWORD})
-    async with http.get(f"{base}/metrics") as r:
-        text = await r.text()
-        assert 'signup_signups_total{outcome="created"}' in text
-        assert "signup_outbox_pending" in text
-    async with http.get(f"{base}/openapi.json") as r:
-        spec = await r.json()
-        schema = spec["paths"]["/user/signup"]["post"]["requestBody"]["content"][
-            "application/json"
-        ]["schema"]
-        assert set(schema["required"]) == {"email", "password"}
-    async with http.get(f"{base}/docs") as r:
-        assert r.status == 200
+    # Metrics, schema and docs live on the operations port (tests/e2e/test_ops_port.py).
+    for path in ("/metrics", "/openapi.json", "/docs", "/redoc"):
+        async with http.get(f"{base}{path}") as r:
+            assert_problem(r.status, await r.json(content_type=None), dict(r.headers), 404)
+
+
+async def test_operations_endpoints_on_the_public_port_when_asked(
+    make_settings: Callable[..., Settings], http: aiohttp.ClientSession
+) -> None:
+    async with serving(make_settings(ops_on_public_port=True), run_relay=False) as base:
+        await post(http, base, {"email": "metric@example.com", "password": PASSWORD})
+        async with http.get(f"{base}/metrics") as r:
+            text = await r.text()
+            assert 'signup_signups_total{outcome="created"}' in text
+            assert "signup_outbox_pending" in text
+        async with http.get(f"{base}/openapi.json") as r:
+            spec = await r.json()
+            schema = spec["paths"]["/user/signup"]["post"]["requestBody"]["content"][
+                "application/json"
+            ]["schema"]
+            assert set(schema["required"]) == {"email", "password"}
+        async with http.get(f"{base}/docs") as r:
+            page = await r.text()
+            assert r.status == 200 and "POST /user/signup" in page and "<script" not in page
+            assert r.headers["Content-Security-Policy"].startswith("default-src 'none'")
 
 
 async def test_unknown_path_and_method_are_problems(base: str, http: aiohttp.ClientSession) -> None:

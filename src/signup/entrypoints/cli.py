@@ -51,7 +51,14 @@ def serve(
     """Serve the sign-up page and API (applies migrations first; runs the outbox relay too)."""
     import uvicorn
 
+    from signup.entrypoints.web.ops_socket import OpsPortUnavailable, check_ops_port
+
     settings = _settings()
+    try:
+        check_ops_port(settings)  # before any worker starts (they would crash-loop)
+    except OpsPortUnavailable as exc:
+        typer.echo(f"signup serve: {exc}", err=True)
+        raise typer.Exit(1) from exc
     _migrate_in_child()
     os.environ["SIGNUP_RUN_RELAY"] = "0" if no_relay else "1"
     uvicorn.run(

@@ -22,6 +22,10 @@ class ServiceProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "SIGNUP_LOG_FORMAT": "json", **env}
+        # A free operations port unless the test names one: never the shared default 9100.
+        if "SIGNUP_OPS_PORT" not in env:
+            self.env["SIGNUP_OPS_PORT"] = str(free_port())
+        self.ops_url = f"http://127.0.0.1:{self.env['SIGNUP_OPS_PORT']}"
         self.log_path = log_path
         self.args = args
         self.process: subprocess.Popen[bytes] | None = None

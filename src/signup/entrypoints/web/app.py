@@ -1,24 +1,22 @@
-"""The FastAPI application: the page, the sign-up API, health and metrics."""
+"""The FastAPI application: the page, the sign-up API, health (operations: ops.py)."""
 
 from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
-from signup import metrics
 from signup.bootstrap import Container, bootstrap
 from signup.entrypoints.web.guards import GuardMiddleware
+from signup.entrypoints.web.ops import ops_router, ops_serving
 from signup.entrypoints.web.page import mount_static, page_router
 from signup.entrypoints.web.problems import problem
 from signup.entrypoints.web.routes import router
@@ -26,25 +24,37 @@ from signup.settings import Settings
 
 
 def create_app(
-    settings: Settings, *, container: Container | None = None, run_relay: bool = True
+    settings: Settings,
+    *,
+    container: Container | None = None,
+    run_relay: bool = True,
+    ops_server: bool = False,
 ) -> FastAPI:
-    """Build the app; the container (adapters) is built in the lifespan unless given."""
+    """Build the app; the container (adapters) is built in the lifespan unless given.
+
+    `ops_server`: also serve the operations app on SIGNUP_OPS_PORT while this app runs
+    (`signup serve` asks; apps built in a test process do not).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = container or bootstrap(settings)
         app.state.container = own
-        if run_relay:
-            # Several workers: the lease holder is woken by the others' commits too.
-            own.start_relay(follow_commits=settings.web_concurrency > 1)
-        # What start-up made (modules, routes, schemas, the adapters) lives as long as
-        # the process: out of the collector's sight, a full collection no longer walks
-        # it (one was a 35-50 ms stop of everything in flight, every few thousand sign-ups).
-        gc.freeze()
         try:
-            yield
+            async with ops_serving(app, own, settings, enabled=ops_server):
+                if run_relay:
+                    # Several workers: the lease holder is woken by the others' commits too.
+                    own.start_relay(follow_commits=settings.web_concurrency > 1)
+                # What start-up made (modules, routes, schemas, the adapters) lives as long
+                # as the process: out of the collector's sight, a full collection no longer
+                # walks it (one was a 35-50 ms stop of everything in flight, every few
+                # thousand sign-ups).
+                gc.freeze()
+                try:
+                    yield
+                finally:
+                    gc.unfreeze()  # an app served in a test process leaves nothing frozen
         finally:
-            gc.unfreeze()  # an app served in a test process leaves nothing frozen behind
             await own.aclose()
 
     app = FastAPI(
@@ -52,23 +62,16 @@ def create_app(
         version="1",
         description="Create an account; one `user.new` event follows each created account.",
         lifespan=lifespan,
+        # Not public by default (ops.py): the operations app serves the schema and docs.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.include_router(router)
     app.include_router(page_router(settings))
     mount_static(app, settings)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics(request: Request) -> Response:
-        own: Container = request.app.state.container
-        try:
-            status = await own.uow.read(lambda tx: tx.outbox.status())
-            metrics.OUTBOX_PENDING.set(status.pending)
-            oldest = status.oldest_pending_at
-            age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
-            metrics.OUTBOX_OLDEST_AGE.set(age)
-        except Exception as exc:  # metrics must answer even when the database does not
-            structlog.get_logger(__name__).warning("metrics.outbox_unreadable", error=str(exc))
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if settings.ops_on_public_port:
+        app.include_router(ops_router(app.openapi))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(request: Request, exc: StarletteHTTPException) -> Response:

@@ -34,6 +34,8 @@ def keep_collector_off_the_hot_path() -> None:
 def app_from_env() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
-    app = create_app(settings, run_relay=os.environ.get("SIGNUP_RUN_RELAY", "1") == "1")
+    app = create_app(
+        settings, run_relay=os.environ.get("SIGNUP_RUN_RELAY", "1") == "1", ops_server=True
+    )
     keep_collector_off_the_hot_path()
     return app

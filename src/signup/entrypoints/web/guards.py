@@ -22,8 +22,9 @@ PAGE_CSP = (
     "object-src 'none'"
 )
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-# Swagger UI (FastAPI's /docs) needs inline script and its CDN: it gets a looser policy.
-DOCS_PATHS = ("/docs", "/redoc")
+# The operations docs page (ops.py) is plain HTML: no script, no style, nothing fetched.
+DOCS_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+DOCS_PATHS = ("/docs",)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -65,7 +66,7 @@ class GuardMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         path: str = scope["path"]
         csp = (
-            None
+            DOCS_CSP
             if path.startswith(DOCS_PATHS)
             else (API_CSP if path.startswith("/user/") else PAGE_CSP)
         )
