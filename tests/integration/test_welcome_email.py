@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
+from mail_fixtures import ATTACKS, RawSmtpSink, assert_only_what_we_wrote, raw_smtp
 from worker_fixtures import (
     AMQP_URL,
     Broker,
@@ -20,7 +21,7 @@ from worker_fixtures import (
 from signup.adapters.consumer import list_dead_letters
 from signup.settings import Settings
 
-__all__ = ["broker", "smtp", "sqlite_url"]  # fixtures
+__all__ = ["broker", "raw_smtp", "smtp", "sqlite_url"]  # fixtures
 
 NAME = "welcome-email"
 
@@ -47,10 +48,7 @@ async def test_welcome_email_is_sent_and_escapes_the_event(
     broker: Broker, sqlite_url: str, smtp: SmtpSink
 ) -> None:
     event = make_event(
-        email="ada@example.com",
-        given_name="<script>alert(1)</script>",
-        family_name="Lovelace",
-        name="<script>alert(1)</script> Lovelace",
+        email="ada@example.com", given_name="O'Brien", family_name="Lovelace", name="O'Brien"
     )
     async with worker(broker, NAME, settings_for(broker, sqlite_url, smtp)) as consumer:
         await broker.publish_event(event)
@@ -62,12 +60,11 @@ async def test_welcome_email_is_sent_and_escapes_the_event(
     assert recipients == ["ada@example.com"]
     assert message["Subject"] == "Welcome to Test Brand"
     assert message["Message-ID"] == f"<{event.id}@signup>"
-    assert message["To"].addresses[0].addr_spec == "ada@example.com"
+    assert message["To"] == "ada@example.com"  # the bare address: no name in a header
     text, html = parts(message)
-    assert "Hi <script>alert(1)</script>," in text
+    assert "Hi O'Brien," in text
     assert "https://brand.test/start" in text
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "<script>" not in html
+    assert "Hi O&#39;Brien," in html
     assert 'href="https://brand.test/start"' in html
     assert "Test Brand" in html
 
@@ -139,3 +136,32 @@ async def test_an_unreachable_server_is_retried_then_parked(
     assert consumer.stats.retried == 2
     assert letters[0].event_id == event.id
     assert letters[0].reason.startswith("gave up after 3 attempts: SMTP")
+
+
+async def test_names_from_events_written_before_the_fix_never_reach_a_header(
+    broker: Broker, sqlite_url: str, raw_smtp: RawSmtpSink
+) -> None:
+    """Security issue 16: b, q, nested and list-shaped names, as old events carry them."""
+    cases = [
+        ("b-given-report", {"given_name": ATTACKS["b-given-report"], "family_name": None}),
+        ("b-family-report", {"given_name": None, "family_name": ATTACKS["b-family-report"]}),
+        ("q", {"given_name": ATTACKS["q"], "family_name": "Lovelace"}),
+        ("nested-b-of-q", {"given_name": None, "family_name": None}),
+        ("list-display-name", {"given_name": None, "family_name": None}),
+        ("spam-link", {"given_name": ATTACKS["spam-link"], "family_name": None}),
+    ]
+    events = {}
+    for index, (attack, names) in enumerate(cases):
+        parts_of_name = [n for n in (names["given_name"], names["family_name"]) if n]
+        full = " ".join(parts_of_name) or ATTACKS[attack]  # the full name alone, as Auth0's
+        email = f"victim{index}@example.com"
+        events[email] = make_event(email=email, name=full, **names)
+    async with worker(broker, NAME, settings_for(broker, sqlite_url, raw_smtp)) as consumer:
+        for event in events.values():
+            await broker.publish_event(event)
+        await wait_for(lambda: consumer.stats.processed == len(events), what="the e-mails")
+    assert consumer.stats.dead_lettered == 0
+    assert sorted(r for _, [r], _ in raw_smtp.raw) == sorted(events)  # one recipient each
+    for mail_from, recipients, raw in raw_smtp.raw:
+        assert mail_from == "hello@brand.test"
+        assert_only_what_we_wrote(raw, recipients[0], site_url="https://brand.test/start")
