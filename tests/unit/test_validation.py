@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import importlib
+import unicodedata
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from mail_fixtures import ATTACKS
 
+from signup.domain.names import (
+    ADDRESS_MESSAGE,
+    ENCODED_MESSAGE,
+    INVISIBLE_MESSAGE,
+    LINK_MESSAGE,
+    name_problem,
+)
 from signup.domain.passwords import common_passwords, password_problem
 from signup.entrypoints.web.schemas import (
     PasswordPolicy,
@@ -131,3 +140,99 @@ def test_valid_emails_are_accepted(email: str) -> None:
     result = validate_signup({"email": email, "password": GOOD}, POLICY)
     if isinstance(result, SignUpRequest):
         assert result.email.rpartition("@")[2] == result.email.rpartition("@")[2].lower()
+
+
+# --- names that would reach an e-mail (security issue 16) ------------------------------
+
+NAME_MESSAGES = {ENCODED_MESSAGE, ADDRESS_MESSAGE, LINK_MESSAGE, INVISIBLE_MESSAGE}
+
+
+@pytest.mark.parametrize("field", ["given_name", "family_name"])
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_names_that_could_reach_a_header_or_carry_a_link_are_refused(
+    attack: str, field: str
+) -> None:
+    payload = ATTACKS[attack]
+    errors = fields(validate_signup({"email": "a@b.co", "password": GOOD, field: payload}, POLICY))
+    assert set(errors) == {field}
+    assert errors[field] in NAME_MESSAGES  # the name rule's message, not the length's
+    assert payload not in errors[field]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("=?utf-8?b?QWRh?=", ENCODED_MESSAGE),
+        ("=?UTF-8?Q?Ada?=", ENCODED_MESSAGE),
+        ("Ada =?", ENCODED_MESSAGE),  # half of a word split over the two fields
+        ("?= Lovelace", ENCODED_MESSAGE),
+        ("\uff1d\uff1fx\uff1f\uff1d", ENCODED_MESSAGE),  # fullwidth = and ?
+        ("x <evil@attacker.example>, y", ADDRESS_MESSAGE),
+        ("Ada \uff20 evil", ADDRESS_MESSAGE),  # fullwidth @
+        ("<b>Ada</b>", ADDRESS_MESSAGE),
+        ("https://evil.example", LINK_MESSAGE),
+        ("HTTPS ://evil", LINK_MESSAGE),
+        ("javascript:alert(1)", LINK_MESSAGE),
+        ("mailto:evil", LINK_MESSAGE),
+        ("tel:+15550100", LINK_MESSAGE),
+        ("ftp://x", LINK_MESSAGE),
+        ("www.evil", LINK_MESSAGE),
+        ("Visit evil.example", LINK_MESSAGE),
+        ("evil.COM", LINK_MESSAGE),
+        ("\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444", LINK_MESSAGE),  # an IDN domain
+        ("xn--80ak6aa92e.com", LINK_MESSAGE),
+        ("evil\u3002example", LINK_MESSAGE),  # ideographic full stop
+        ("evil\uff0eexample", LINK_MESSAGE),  # fullwidth full stop
+        ("call 10.0.0.1", LINK_MESSAGE),
+        ("Mary.Ann", LINK_MESSAGE),  # refused too: the message says to add a space
+        ("Ada\u2028Bcc", INVISIBLE_MESSAGE),
+        ("Ada\u2029Lovelace", INVISIBLE_MESSAGE),
+        ("Ada\u200bLovelace", INVISIBLE_MESSAGE),
+        ("Ada\u202eecalevoL", INVISIBLE_MESSAGE),
+        ("Ada\tLovelace", INVISIBLE_MESSAGE),
+    ],
+)
+def test_the_name_rule(payload: str, message: str) -> None:
+    assert name_problem(payload) == message
+    errors = fields(
+        validate_signup({"email": "a@b.co", "password": GOOD, "given_name": payload}, POLICY)
+    )
+    assert errors == {"given_name": message}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ada",
+        "O'Brien",
+        "O\u2019Brien",
+        "Jean-Luc",
+        "Mar\u00eda Jos\u00e9",
+        "Nguy\u1ec5n V\u0103n A",
+        "\u674e\u5c0f\u9f8d",
+        "\u0410\u0434\u0430",
+        "J. R. R.",
+        "St. John",
+        "Ph.D.",
+        "Smith, Jr.",
+        "Henry 8",
+        "F3",
+        "d'Artagnan",
+        "Ada (Countess)",
+        "Question? Yes",
+        "A = B",
+    ],
+)
+def test_real_names_are_welcome(name: str) -> None:
+    ok = validate_signup({"email": "a@b.co", "password": GOOD, "family_name": name}, POLICY)
+    assert isinstance(ok, SignUpRequest), ok
+    assert ok.family_name == name
+
+
+@given(st.text(max_size=120))
+def test_an_accepted_name_has_nothing_a_mail_reader_decodes_or_follows(name: str) -> None:
+    result = validate_signup({"email": "a@b.co", "password": GOOD, "given_name": name}, POLICY)
+    if isinstance(result, SignUpRequest) and result.given_name is not None:
+        folded = unicodedata.normalize("NFKC", result.given_name).casefold()
+        for needle in ("=?", "?=", "@", "<", ">", "://", "www.", "\r", "\n", "\u2028"):
+            assert needle not in folded

@@ -11,6 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from signup.domain.model import Applicant
+from signup.domain.names import name_problem
 from signup.domain.passwords import MAX_LENGTH, password_problem
 
 MAX_NAME = 100
@@ -74,8 +75,11 @@ def _clean_name(value: str | None) -> str | None:
         return None
     if len(value) > MAX_NAME:
         raise ValueError(f"Use at most {MAX_NAME} characters.")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in value):
-        raise ValueError("Remove control or invisible characters from the name.")
+    # The welcome e-mail repeats the name to an unverified address: no encoded-words,
+    # links or addresses (the rule lives in the domain; the consumer applies it too).
+    problem = name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
