@@ -178,4 +178,6 @@ async def ops_serving(
         yield
     finally:
         server.should_exit = True
-        await task
+        # A failure of the operations server was logged when it happened (_report_stop);
+        # it does not fail the public app's shutdown.
+        await asyncio.gather(task, return_exceptions=True)
