@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 import pytest
 from argon2 import PasswordHasher
+from argon2.exceptions import VerifyMismatchError
 from sqlalchemy import select
 
 from signup.adapters.database import create_engine
@@ -96,7 +97,7 @@ class Site:
             digest = (await conn.execute(query)).scalar_one()
         try:
             return PasswordHasher().verify(digest, secret)
-        except Exception:
+        except VerifyMismatchError:
             return False
 
     async def events_in(self, tx: Transaction) -> list[UserRegistered]:
