@@ -72,7 +72,7 @@ async def test_signup_creates_account_and_publishes_exactly_the_designed_message
     }
     status, answer, _ = await post(http, base, body)
     assert status == 201, answer
-    assert answer["email"] == "Ada@example.com" and answer["user_id"].startswith("local|")
+    assert answer["email"] == "ada@example.com" and answer["user_id"].startswith("local|")
     assert set(answer) == {"user_id", "email"}
 
     message = await _get_with_retry(bound_queue)
@@ -90,7 +90,7 @@ async def test_signup_creates_account_and_publishes_exactly_the_designed_message
     assert event["time"].endswith("Z") and len(event["time"]) == 24
     assert event["data"] == {
         "user_id": answer["user_id"],
-        "email": "Ada@example.com",
+        "email": "ada@example.com",
         "email_verified": False,
         "given_name": "Ada",
         "family_name": "Lovelace",

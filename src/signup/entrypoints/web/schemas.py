@@ -2,69 +2,17 @@
 
 from __future__ import annotations
 
-import functools
-import importlib
 import unicodedata
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from signup.domain.email_address import normalise_email
 from signup.domain.model import Applicant
 from signup.domain.names import name_problem
 from signup.domain.passwords import MAX_LENGTH, password_problem
 
 MAX_NAME = 100
-MAX_EMAIL = 254
-KEPT_DOMAINS = 1024
-
-
-def _keep_domain_checks() -> None:
-    """Remember email_validator's answer for the part after the @-sign.
-
-    Its IDNA 2008 check of the domain costs ~50 µs, four fifths of checking an address,
-    and the answer depends on the domain alone; sign-ups come from few domains. Only
-    accepted domains are kept (an exception is not cached), each caller gets its own
-    copy of the answer, and a release of email_validator that is laid out otherwise is
-    simply not sped up.
-    """
-    module = importlib.import_module("email_validator.validate_email")
-    original = getattr(module, "validate_email_domain_name", None)
-    if original is None or getattr(original, "keeps_answers", False):
-        return
-
-    @functools.lru_cache(maxsize=KEPT_DOMAINS)
-    def kept(domain: str, test_environment: bool, globally_deliverable: bool) -> Any:
-        return original(
-            domain, test_environment=test_environment, globally_deliverable=globally_deliverable
-        )
-
-    def validate_email_domain_name(
-        domain: str, test_environment: bool = False, globally_deliverable: bool = True
-    ) -> Any:
-        return dict(kept(domain, test_environment, globally_deliverable))
-
-    validate_email_domain_name.keeps_answers = True  # type: ignore[attr-defined]
-    validate_email_domain_name.kept = kept  # type: ignore[attr-defined]
-    setattr(module, "validate_email_domain_name", validate_email_domain_name)  # noqa: B010
-
-
-_keep_domain_checks()
-
-
-def normalise_email(value: str) -> str:
-    """Trimmed, domain lower-cased (and IDNA-normalised); the local part kept as typed."""
-    value = value.strip()
-    if not value:
-        raise ValueError("Enter your e-mail address.")
-    if len(value) > MAX_EMAIL:
-        raise ValueError(f"An e-mail address has at most {MAX_EMAIL} characters.")
-    try:
-        checked = validate_email(value, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValueError(f"Enter a valid e-mail address, like ada@example.com ({exc}).") from None
-    local, _, domain = checked.normalized.rpartition("@")
-    return f"{local}@{domain.lower()}"
 
 
 def _clean_name(value: str | None) -> str | None:
