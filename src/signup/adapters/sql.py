@@ -325,6 +325,12 @@ class SqlOutbox:
         return [(r.id, _entry_from_row(r, r.attempts)) for r in await self._conn.execute(query)]
 
 
+def _same_mailbox(email: str) -> ColumnElement[bool]:
+    """Compared case-folded, as Auth0 does, so rows kept as typed before addresses were
+    lower-cased still count (ux_users_email_folded is over the same expression)."""
+    return func.lower(t.users.c.email) == email.lower()
+
+
 class SqlUsers:
     def __init__(self, conn: AnyConnection) -> None:
         self._conn = conn
@@ -349,11 +355,11 @@ class SqlUsers:
             raise EmailAlreadyRegistered(account.email) from exc
 
     async def exists(self, email: str) -> bool:
-        query = select(t.users.c.user_id).where(t.users.c.email == email)
+        query = select(t.users.c.user_id).where(_same_mailbox(email))
         return (await self._conn.execute(query)).first() is not None
 
     async def by_email(self, email: str) -> CreatedAccount | None:
-        row = (await self._conn.execute(select(t.users).where(t.users.c.email == email))).first()
+        row = (await self._conn.execute(select(t.users).where(_same_mailbox(email)))).first()
         if row is None:
             return None
         return CreatedAccount(

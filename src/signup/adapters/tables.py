@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    func,
 )
 from sqlalchemy.engine import Dialect
 
@@ -86,6 +87,8 @@ users = Table(
     Column("family_name", String(100)),
     Column("email_verified", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # One account per mailbox, however its address is cased (as Auth0 compares them).
+    Index("ux_users_email_folded", func.lower(Column("email")), unique=True),
 )
 
 outbox = Table(

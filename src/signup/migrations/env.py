@@ -25,10 +25,12 @@ def _run(connection: Connection) -> None:
 
 async def _main() -> None:
     engine = create_async_engine(config.get_main_option("sqlalchemy.url") or "")
-    async with engine.connect() as connection:
-        await connection.run_sync(_run)
-        await connection.commit()
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+            await connection.commit()
+    finally:  # a migration that refuses must not leave aiosqlite's thread behind
+        await engine.dispose()
 
 
 asyncio.run(_main())
