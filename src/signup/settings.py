@@ -116,6 +116,60 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    # The per-address limit's client address (entrypoints/web/client_ip.py): the proxies
+    # whose X-Forwarded-For entries are believed (addresses or networks, comma-separated;
+    # setting them turns X-Forwarded-For on), and the IPv6 network counted as one client.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rate_limit_ipv6_prefix: int = Field(default=64, ge=16, le=128)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies_comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        from signup.entrypoints.web.client_ip import parse_networks
+
+        try:
+            parse_networks(value)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_normalised(cls, value: list[str]) -> list[str]:
+        from signup.entrypoints.web.origins import normalise_origin
+
+        normalised = []
+        for origin in value:
+            canonical = normalise_origin(origin)
+            if canonical is None:
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path)")
+            normalised.append(canonical)
+        return normalised
+
+    @model_validator(mode="after")
+    def _several_processes_share_limits(self) -> Settings:
+        # In memory each web process would count alone: N processes, N times the limit.
+        limits_on = any(
+            spec.strip() for spec in (self.rate_limit_per_ip, self.rate_limit_per_email)
+        )
+        shared = self.redis_url is not None and self.redis_url.get_secret_value().strip()
+        if self.web_concurrency > 1 and limits_on and not shared:
+            raise ValueError(
+                f"SIGNUP_WEB_CONCURRENCY={self.web_concurrency} with rate limits on needs "
+                "SIGNUP_REDIS_URL: without a shared store each web process counts attempts "
+                f"alone and lets {self.web_concurrency} times the limit through. Set "
+                "SIGNUP_REDIS_URL, or SIGNUP_WEB_CONCURRENCY=1, or turn both limits off "
+                "(SIGNUP_RATE_LIMIT_PER_IP= SIGNUP_RATE_LIMIT_PER_EMAIL=)."
+            )
+        return self
+
     # Operations endpoints (/metrics, /openapi.json, /docs) are served by `signup serve`
     # on a port of their own, on loopback unless told otherwise; an empty
     # SIGNUP_OPS_PORT serves no operations port. SIGNUP_OPS_ON_PUBLIC_PORT=true (for

@@ -247,13 +247,14 @@ async def test_with_no_other_origin_allowed_no_cors_answers_are_given(
 
 
 async def test_same_origin_and_non_browser_clients_need_no_token(
-    base: str, http: aiohttp.ClientSession
+    base: str, http: aiohttp.ClientSession, settings: Settings
 ) -> None:
     status, _, _ = await post(
         http,
         base,
         {"email": "same@example.com", "password": PASSWORD},
-        {"Origin": base, "Sec-Fetch-Site": "same-origin"},
+        # The own origin is SIGNUP_SITE_URL's, never the Host the request names.
+        {"Origin": settings.site_url, "Sec-Fetch-Site": "same-origin"},
     )
     assert status == 201
 

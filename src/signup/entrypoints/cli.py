@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -28,7 +29,14 @@ console = Console()
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # a configuration mistake: say which, no traceback
+        for error in exc.errors(include_url=False, include_input=False):
+            message = error["msg"].removeprefix("Value error, ")
+            prefix = f"SIGNUP_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
+            typer.echo(f"signup: invalid settings: {prefix}{message}", err=True)
+        raise typer.Exit(2) from None
     configure_logging(settings.log_format, settings.log_level)
     return settings
 
@@ -70,7 +78,7 @@ def serve(
         access_log=False,
         log_config=None,
         server_header=False,
-        proxy_headers=settings.trust_forwarded_for,
+        proxy_headers=False,  # X-Forwarded-For is read by the app (web/client_ip.py) alone
         timeout_graceful_shutdown=10,
     )
 

@@ -28,7 +28,14 @@ async def serving(
     """Serve `create_app(settings)` and yield its base URL; stop it on exit."""
     port = free_port()
     app = create_app(settings, container=container, run_relay=run_relay)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,  # as `signup serve`: the app alone reads X-Forwarded-For
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):

@@ -15,8 +15,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from signup.bootstrap import Container, bootstrap
+from signup.entrypoints.web.client_ip import ClientAddresses
 from signup.entrypoints.web.guards import GuardMiddleware
 from signup.entrypoints.web.ops import ops_router, ops_serving
+from signup.entrypoints.web.origins import normalise_origin
 from signup.entrypoints.web.page import mount_static, page_router
 from signup.entrypoints.web.problems import problem
 from signup.entrypoints.web.routes import router
@@ -66,6 +68,11 @@ def create_app(
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # A redirect re-sends a POST (307) to a URL built from the client's Host header.
+        redirect_slashes=False,
+    )
+    app.state.client_addresses = ClientAddresses.configure(
+        settings.trust_forwarded_for, settings.trusted_proxies, settings.rate_limit_ipv6_prefix
     )
     app.include_router(router)
     app.include_router(page_router(settings))
@@ -113,7 +120,7 @@ def create_app(
         # response (22-29 us a request on the sign-up path).
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=sorted(settings.allowed_origins),
+            allow_origins=sorted(filter(None, map(normalise_origin, settings.allowed_origins))),
             allow_methods=["POST"],
             allow_headers=["Content-Type", "Idempotency-Key"],
             max_age=600,

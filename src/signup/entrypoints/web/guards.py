@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from signup.entrypoints.web.origins import normalise_origin
 from signup.entrypoints.web.problems import problem
 
 MAX_BODY = 16 * 1024
@@ -43,18 +44,17 @@ class GuardMiddleware:
         self, app: ASGIApp, allowed_origins: Iterable[str], max_body: int = MAX_BODY
     ) -> None:
         self.app = app
-        self.allowed = frozenset(o.rstrip("/") for o in allowed_origins)
+        # The service's own origin is among these (Settings.origins, from SIGNUP_SITE_URL),
+        # never taken from the request's Host: a DNS-rebinding page names its own host.
+        self.allowed = frozenset(
+            filter(None, (normalise_origin(o, any_path=True) for o in allowed_origins))
+        )
         self.max_body = max_body
-
-    def _own_origin(self, scope: Scope) -> str | None:
-        host = _header(scope, b"host")
-        return f"{scope.get('scheme', 'http')}://{host}" if host else None
 
     def cross_site(self, scope: Scope) -> bool:
         origin = _header(scope, b"origin")
         if origin is not None:
-            origin = origin.rstrip("/")
-            return origin not in self.allowed and origin != self._own_origin(scope)
+            return normalise_origin(origin) not in self.allowed
         return _header(scope, b"sec-fetch-site") == "cross-site"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import jinja2
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.staticfiles import StaticFiles
 
 from signup.settings import Settings
@@ -109,7 +109,7 @@ def render_page(settings: Settings) -> str:
 
 
 def page_router(settings: Settings) -> APIRouter:
-    """`GET /` and `GET /signup`: the branded sign-up page, rendered once per router."""
+    """`GET`/`HEAD` `/` and `/signup`: the branded sign-up page, rendered once per router."""
     html = render_page(settings)
     router = APIRouter(tags=["page"])
 
@@ -117,9 +117,29 @@ def page_router(settings: Settings) -> APIRouter:
     async def signup_page() -> HTMLResponse:
         return HTMLResponse(html, headers=_PAGE_HEADERS)
 
-    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def home_page() -> HTMLResponse:
-        return HTMLResponse(html, headers=_PAGE_HEADERS)
+    # HEAD is answered as GET is, without the body (Starlette sends only the headers of
+    # a HEAD); FastAPI routes do not add it by themselves. Out of the schema: one
+    # operation a path is what clients generated from it expect.
+    router.add_api_route(
+        "/signup",
+        signup_page,
+        methods=["HEAD"],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
+    router.add_api_route(
+        "/",
+        signup_page,
+        methods=["GET", "HEAD"],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
+
+    @router.api_route("/signup/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def signup_page_slash() -> RedirectResponse:
+        # The app redirects no trailing slash by itself (a POST would be re-sent to a
+        # URL built from Host): a typed `/signup/` gets a relative Location, no Host in it.
+        return RedirectResponse("/signup", status_code=308)
 
     return router
 

@@ -23,6 +23,11 @@ TITLES = {
 }
 
 
+# A body of a thousand unknown keys earned a thousand field errors (79 KB): the answer is
+# bounded, whatever the input; the first few say what to fix.
+MAX_ERRORS = 20
+
+
 def problem_type(slug: str) -> str:
     return f"urn:signup:problem:{slug}"
 
@@ -44,6 +49,10 @@ def problem(
         "detail": detail,
     }
     if errors:
+        if len(errors) > MAX_ERRORS:
+            omitted = len(errors) - MAX_ERRORS
+            body["detail"] = f"{detail} ({omitted} more not listed.)"
+            errors = errors[:MAX_ERRORS]
         body["errors"] = errors
     all_headers = {"Cache-Control": "no-store", **(headers or {})}
     if retry_after is not None:

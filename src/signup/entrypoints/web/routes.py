@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
+import anyio
 import orjson
 import structlog
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import text
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from signup import metrics
@@ -22,11 +24,19 @@ from signup.domain.errors import (
     ProviderUnavailable,
     RequestInProgress,
 )
+from signup.entrypoints.web.client_ip import ClientAddresses
 from signup.entrypoints.web.problems import problem
 from signup.entrypoints.web.schemas import PasswordPolicy, SignUpRequest, validate_signup
 
 log = structlog.get_logger(__name__)
 router = APIRouter()
+# What reading the body raises when the client goes away before sending all of it.
+CLIENT_GONE = (
+    ClientDisconnect,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+)
 
 
 async def get_container(request: Request) -> Container:
@@ -63,12 +73,10 @@ SIGNUP_OPENAPI: dict[str, Any] = {
 }
 
 
-def client_address(request: Request, trust_forwarded: bool) -> str:
-    if trust_forwarded:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else "unknown"
+def client_address(request: Request) -> str:
+    """The per-address limit's key: canonical, IPv6 by network, proxies seen through."""
+    addresses: ClientAddresses = request.app.state.client_addresses
+    return addresses.for_scope(request.scope)
 
 
 def _json_content_type(request: Request) -> bool:
@@ -120,7 +128,7 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
     limited = await _over_limit(
         container,
         "ip",
-        client_address(request, settings.trust_forwarded_for),
+        client_address(request),
         "Too many sign-up attempts from your network: please wait a moment.",
     )
     if limited is not None:
@@ -131,7 +139,13 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
             problem(415, "unsupported-media-type", "Send the form as application/json."),
         )
     try:
-        data = orjson.loads(await request.body())
+        body = await request.body()
+    except CLIENT_GONE:
+        # The client hung up mid-upload: nobody is left to answer, nothing went wrong here.
+        log.info("request.client_disconnected", path=request.url.path)
+        return problem(400, "client-disconnected", "The request body did not arrive in full.")
+    try:
+        data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return _outcome(
             "invalid",
