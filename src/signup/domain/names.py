@@ -27,14 +27,18 @@ _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 _LABEL_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 _ENCODED_WORD = re.compile(r"=\?|\?=")
+# A scheme is matched from its first character only (the lookbehind), which keeps a long
+# name from being scanned once per character.
 _SCHEME = re.compile(
-    r"[a-z][a-z0-9+.-]*:\s*/|(?<![a-z0-9])"
+    r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:\s*/|(?<![a-z0-9])"
     r"(?:https?|ftp|file|mailto|tel|sms|callto|skype|javascript|data|www)\s*:"
 )
-# `label.tld`: a label, a dot right after it, then 2+ letters (or an IDNA `xn--` label).
+# `label.tld`: the end of a label, a dot right after it, then 2+ letters (or an IDNA
+# `xn--` label). Only the label's last character is matched: matching the whole label
+# backtracks, ~120 us on a 100-character name against ~5 us.
 # "St. John" and "J. R. R." pass; "Mary.Ann" does not (the message says what to do).
 _DOMAIN = re.compile(
-    r"[^\W_](?:[\w-]*[^\W_])?\.(?:[^\W\d_]{2,}|xn--[a-z0-9-]+)(?![\w-])"
+    r"[^\W_]\.(?:[^\W\d_]{2,}|xn--[a-z0-9-]+)(?![\w-])"
     r"|\bwww\d*\."
     r"|\d{1,3}(?:\.\d{1,3}){3}"
 )
@@ -69,7 +73,9 @@ def name_problem(value: str) -> str | None:
     `@`, `<`, `>`, URL schemes, `www.`, anything shaped like a domain name or an IPv4
     address. Length is the caller's business.
     """
-    if any(unicodedata.category(ch) in _INVISIBLE for ch in value):
+    # `isprintable` (in C) is False for every category refused here, and for spaces
+    # other than U+0020, which are allowed: only then is each character looked at.
+    if not value.isprintable() and any(unicodedata.category(ch) in _INVISIBLE for ch in value):
         return INVISIBLE_MESSAGE
     folded = _folded(value)
     if _ENCODED_WORD.search(folded):
