@@ -1,4 +1,4 @@
-"""The Auth0 stand-in's own contract, as /work/shared/auth0.md documents Auth0."""
+"""The Auth0 stand-in's own contract, as docs/auth0.md documents Auth0."""
 
 from __future__ import annotations
 
