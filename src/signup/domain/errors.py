@@ -46,3 +46,17 @@ class AccountAlreadyCompleted(SignUpError):
 
 class RequestInProgress(SignUpError):
     """A request with this Idempotency-Key is still being processed."""
+
+
+class StatusChangeRefused(Exception):
+    """A sign-up was asked to move where its rules forbid (e.g. `created` -> `rejected`).
+
+    A bug in the caller, not a refusal of the request: deliberately not a `SignUpError`,
+    so the API answers it as an internal error rather than as one of the expected problems.
+    """
+
+    def __init__(self, signup_id: str, current: str, wanted: str) -> None:
+        super().__init__(f"sign-up {signup_id}: {current} cannot become {wanted}")
+        self.signup_id = signup_id
+        self.current = current
+        self.wanted = wanted

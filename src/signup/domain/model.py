@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+
+from signup.domain.errors import StatusChangeRefused
 
 
 class SignUpStatus(enum.StrEnum):
@@ -54,6 +56,15 @@ class CreatedAccount:
 
 @dataclass(slots=True)
 class SignUp:
+    """One request for an account, from its intent (`pending`) to what became of it.
+
+    The status changes are its own (`completed`, `existing`, `rejected`, `abandoned`): each
+    refuses a move its rules forbid, and returns the sign-up in its next status rather than
+    changing this one. A unit of work may run its work twice, and only the guarded update
+    (`settle(..., expected=...)`, the database's half of the same rules) tells which change
+    won: the state read at the start must stay as it was read.
+    """
+
     id: str
     applicant: Applicant
     status: SignUpStatus
@@ -65,3 +76,59 @@ class SignUp:
     event_id: str | None = None
     response_status: int | None = None
     response_body: dict[str, object] | None = field(default=None)
+
+    def completed(self, user_id: str, event_id: str, answer: dict[str, object]) -> SignUp:
+        """The account exists and `event_id` is its one event; `answer` is replayed as a 201.
+
+        A sign-up given up for lost (`abandoned`) whose account turns up completes all the
+        same: an account must never be left without its event.
+        """
+        self._may_become(SignUpStatus.CREATED, _SETTLED_BY_AN_ACCOUNT)
+        return replace(
+            self,
+            status=SignUpStatus.CREATED,
+            user_id=user_id,
+            event_id=event_id,
+            response_status=201,
+            response_body=answer,
+        )
+
+    def existing(
+        self, answer_status: int, answer: dict[str, object], user_id: str | None = None
+    ) -> SignUp:
+        """The address already had an account this sign-up did not make, or another sign-up
+        completed with it first (`user_id`): no event of its own; `answer` is replayed."""
+        self._may_become(SignUpStatus.EXISTING, _SETTLED_BY_AN_ACCOUNT)
+        return replace(
+            self,
+            status=SignUpStatus.EXISTING,
+            user_id=user_id,
+            event_id=None,
+            response_status=answer_status,
+            response_body=answer,
+        )
+
+    def rejected(self, field_name: str, message: str) -> SignUp:
+        """The provider refused a field; the refusal is replayed as a 422 on that field."""
+        self._may_become(SignUpStatus.REJECTED, _ONLY_PENDING)
+        return replace(
+            self,
+            status=SignUpStatus.REJECTED,
+            response_status=422,
+            response_body={"field": field_name, "message": message},
+        )
+
+    def abandoned(self) -> SignUp:
+        """Nothing was created: the Idempotency-Key is released so a retry starts afresh."""
+        self._may_become(SignUpStatus.ABANDONED, _ONLY_PENDING)
+        return replace(
+            self, status=SignUpStatus.ABANDONED, idempotency_key=None, response_status=None
+        )
+
+    def _may_become(self, wanted: SignUpStatus, allowed_from: frozenset[SignUpStatus]) -> None:
+        if self.status not in allowed_from:
+            raise StatusChangeRefused(self.id, self.status.value, wanted.value)
+
+
+_ONLY_PENDING = frozenset({SignUpStatus.PENDING})
+_SETTLED_BY_AN_ACCOUNT = frozenset({SignUpStatus.PENDING, SignUpStatus.ABANDONED})

@@ -119,11 +119,7 @@ class RegistrationService:
             await self._complete(signup, account)
             log.info("reconcile.completed", signup_id=signup.id, user_id=account.user_id)
             return "completed"
-        await self._settle(
-            replace(
-                signup, status=SignUpStatus.ABANDONED, idempotency_key=None, response_status=None
-            )
-        )
+        await self._settle(signup.abandoned())
         log.info("reconcile.abandoned", signup_id=signup.id)
         return "abandoned"
 
@@ -141,13 +137,13 @@ class RegistrationService:
                 await self._record_existing(cmd, print_)
                 raise EmailAlreadyRegistered(applicant.email)
         account = await self.provider.create_user(applicant, cmd.password)
-        signup = self._new_signup(cmd, print_, SignUpStatus.CREATED)
+        signup = self._new_signup(cmd, print_)
         answer = Registered(account.user_id, applicant.email)
 
         async def store(tx: Transaction) -> None:
             event = self._event_for(account, applicant)  # stamped in its transaction
             await tx.users.add(account)
-            await tx.signups.add(_created(signup, event, answer))
+            await tx.signups.add(signup.completed(answer.user_id, event.id, answer.body()))
             await tx.outbox.add(event)
 
         try:
@@ -159,7 +155,7 @@ class RegistrationService:
     async def _register_remotely(
         self, cmd: RegisterUser, print_: str, same_request: tuple[str, ...] = ()
     ) -> Registered:
-        signup = self._new_signup(cmd, print_, SignUpStatus.PENDING)
+        signup = self._new_signup(cmd, print_)
 
         async def intend(tx: Transaction) -> None:
             await tx.signups.add(signup)
@@ -171,20 +167,13 @@ class RegistrationService:
         except EmailAlreadyRegistered:
             return await self._on_provider_conflict(signup, cmd, print_, same_request)
         except FieldRejected as exc:
-            await self._settle(
-                replace(
-                    signup,
-                    status=SignUpStatus.REJECTED,
-                    response_status=422,
-                    response_body={"field": exc.field, "message": exc.message},
-                )
-            )
+            await self._settle(signup.rejected(exc.field, exc.message))
             raise
         except OutcomeUnknown:
             raise  # stays pending: reconciliation (or a retry) learns what happened
         except ProviderUnavailable:
             # Nothing was created: release the key so that a retry starts afresh.
-            await self._settle(replace(signup, status=SignUpStatus.ABANDONED, idempotency_key=None))
+            await self._settle(signup.abandoned())
             raise
         return await self._complete(signup, account)
 
@@ -202,7 +191,7 @@ class RegistrationService:
             # The event is made as its transaction runs: its time is that of the commit
             # the 201 follows, not of the moment the work was handed to the writer.
             event = self._event_for(account, signup.applicant)
-            created = _created(signup, event, answer)
+            created = signup.completed(answer.user_id, event.id, answer.body())
             # One account, one event: when another sign-up of this person already
             # completed with this account (a retry without the Idempotency-Key, a second
             # tab, reconciliation of an earlier attempt), this one takes its answer and
@@ -211,7 +200,7 @@ class RegistrationService:
                 account.user_id, signup.applicant.email, account.email
             )
             if owner is not None and owner.id != signup.id:
-                duplicate = replace(created, status=SignUpStatus.EXISTING, event_id=None)
+                duplicate = signup.existing(201, answer.body(), user_id=answer.user_id)
                 for expected in (SignUpStatus.PENDING, SignUpStatus.ABANDONED):
                     if await tx.signups.settle(duplicate, expected=expected):
                         return owner
@@ -273,15 +262,7 @@ class RegistrationService:
                 if attempt.id == signup.id:
                     return answer
                 if attempt.id in ours:
-                    await self._settle(
-                        replace(
-                            signup,
-                            status=SignUpStatus.EXISTING,
-                            user_id=answer.user_id,
-                            response_status=201,
-                            response_body=answer.body(),
-                        )
-                    )
+                    await self._settle(signup.existing(201, answer.body(), user_id=answer.user_id))
                     return answer
         return await self._existing(cmd, print_, signup)
 
@@ -302,11 +283,8 @@ class RegistrationService:
             if self.hide_existing
             else None
         )
-        settled = replace(
-            signup or self._new_signup(cmd, print_, SignUpStatus.EXISTING),
-            status=SignUpStatus.EXISTING,
-            response_status=201 if hidden else 409,
-            response_body=hidden.body() if hidden else {},
+        settled = (signup or self._new_signup(cmd, print_)).existing(
+            201 if hidden else 409, hidden.body() if hidden else {}
         )
         if signup is None:
             if cmd.idempotency_key:  # only a replay needs the answer kept
@@ -367,11 +345,12 @@ class RegistrationService:
 
         await self.uow.run(settle)
 
-    def _new_signup(self, cmd: RegisterUser, print_: str, status: SignUpStatus) -> SignUp:
+    def _new_signup(self, cmd: RegisterUser, print_: str) -> SignUp:
+        """A sign-up starts pending; its own methods say what it may become."""
         return SignUp(
             id=self.new_id(),
             applicant=cmd.applicant,
-            status=status,
+            status=SignUpStatus.PENDING,
             provider=self.provider.name,
             requested_at=self.clock(),
             idempotency_key=cmd.idempotency_key,
@@ -396,15 +375,3 @@ class RegistrationService:
                 identity_provider=self.provider.name,
             ),
         )
-
-
-def _created(signup: SignUp, event: UserRegistered, answer: Registered) -> SignUp:
-    """The sign-up completed with its account, its event and the answer it replays."""
-    return replace(
-        signup,
-        status=SignUpStatus.CREATED,
-        user_id=answer.user_id,
-        event_id=event.id,
-        response_status=201,
-        response_body=answer.body(),
-    )
