@@ -1,11 +1,24 @@
-"""RFC 9457 problem details: every error answer of the API has this shape."""
+"""RFC 9457 problem details: every error answer of the API has this shape, and the one
+table that says which problem answers which refusal of the service layer."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import orjson
 from starlette.responses import Response
+
+from signup.domain.errors import (
+    EmailAlreadyRegistered,
+    FieldRejected,
+    IdempotencyKeyReused,
+    OutcomeUnknown,
+    ProviderUnavailable,
+    RequestInProgress,
+    SignUpError,
+)
 
 PROBLEM_JSON = "application/problem+json"
 TITLES = {
@@ -60,3 +73,123 @@ def problem(
     return Response(
         orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=all_headers
     )
+
+
+E = TypeVar("E", bound=SignUpError)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal(Generic[E]):
+    """How the API answers one kind of refusal from the service layer."""
+
+    outcome: str  # its label on signup_signups_total
+    status: int
+    slug: str
+    detail: str
+    title: str | None = None  # None: the status's own (TITLES)
+    errors: Callable[[E], list[dict[str, str]]] | None = None
+    retry_after: Callable[[E], float] | None = None
+    # Worth a warning in the log: the event's name, and the reason it is logged with.
+    warning: tuple[str, Callable[[E], str]] | None = None
+
+    def answer(self, exc: E) -> Response:
+        return problem(
+            self.status,
+            self.slug,
+            self.detail,
+            title=self.title,
+            errors=self.errors(exc) if self.errors else None,
+            retry_after=self.retry_after(exc) if self.retry_after else None,
+        )
+
+
+def _refusal(kind: type[E], refusal: Refusal[E]) -> tuple[type[SignUpError], Refusal[Any]]:
+    # Ties each entry's callables to its own error type, so that mypy checks them.
+    return kind, refusal
+
+
+REFUSALS: dict[type[SignUpError], Refusal[Any]] = dict(
+    [
+        _refusal(
+            EmailAlreadyRegistered,
+            Refusal(
+                "existing",
+                409,
+                "email-already-registered",
+                "An account with this e-mail address already exists. "
+                "Sign in instead, or reset your password.",
+                errors=lambda _: [
+                    {"field": "email", "message": "This e-mail address is already registered."}
+                ],
+            ),
+        ),
+        _refusal(
+            FieldRejected,
+            Refusal(
+                "rejected",
+                422,
+                "invalid-input",
+                "The identity provider refused a field.",
+                errors=lambda exc: [{"field": exc.field, "message": exc.message}],
+            ),
+        ),
+        _refusal(
+            IdempotencyKeyReused,
+            Refusal(
+                "invalid",
+                422,
+                "idempotency-key-reused",
+                "This Idempotency-Key was used with a different request.",
+                errors=lambda _: [
+                    {
+                        "field": "Idempotency-Key",
+                        "message": "Use a new key for a different request.",
+                    }
+                ],
+            ),
+        ),
+        _refusal(
+            RequestInProgress,
+            Refusal(
+                "in_progress",
+                409,
+                "request-in-progress",
+                "A request with this Idempotency-Key is still being processed; try again shortly.",
+                title="Request in progress",
+                retry_after=lambda _: 2,
+            ),
+        ),
+        # OutcomeUnknown is a ProviderUnavailable: the most specific entry answers.
+        _refusal(
+            OutcomeUnknown,
+            Refusal(
+                "unknown",
+                503,
+                "provider-unavailable",
+                "We could not confirm your sign-up just now. Please try again in a moment.",
+                retry_after=lambda exc: exc.retry_after,
+                warning=("signup.outcome_unknown", lambda exc: exc.reason),
+            ),
+        ),
+        _refusal(
+            ProviderUnavailable,
+            Refusal(
+                "unavailable",
+                503,
+                "provider-unavailable",
+                "Sign-up is briefly unavailable. Please try again in a moment.",
+                retry_after=lambda exc: exc.retry_after,
+                warning=("signup.provider_unavailable", lambda exc: exc.reason),
+            ),
+        ),
+    ]
+)
+
+
+def refusal_for(exc: SignUpError) -> Refusal[Any] | None:
+    """The answer to `exc`: its own type's entry, else its nearest base's; None if none."""
+    for kind in type(exc).__mro__:
+        refusal = REFUSALS.get(kind)
+        if refusal is not None:
+            return refusal
+    return None

@@ -16,16 +16,9 @@ from starlette.responses import Response
 from signup import metrics
 from signup.bootstrap import Container
 from signup.domain.commands import RegisterUser
-from signup.domain.errors import (
-    EmailAlreadyRegistered,
-    FieldRejected,
-    IdempotencyKeyReused,
-    OutcomeUnknown,
-    ProviderUnavailable,
-    RequestInProgress,
-)
+from signup.domain.errors import SignUpError
 from signup.entrypoints.web.client_ip import ClientAddresses
-from signup.entrypoints.web.problems import problem
+from signup.entrypoints.web.problems import problem, refusal_for
 from signup.entrypoints.web.schemas import PasswordPolicy, SignUpRequest, validate_signup
 
 log = structlog.get_logger(__name__)
@@ -174,77 +167,14 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
     command = RegisterUser(checked.applicant(), checked.password, idempotency_key or None)
     try:
         registered = await container.registration.register(command)
-    except EmailAlreadyRegistered:
-        return _outcome(
-            "existing",
-            problem(
-                409,
-                "email-already-registered",
-                "An account with this e-mail address already exists. "
-                "Sign in instead, or reset your password.",
-                errors=[
-                    {"field": "email", "message": "This e-mail address is already registered."}
-                ],
-            ),
-        )
-    except FieldRejected as exc:
-        return _outcome(
-            "rejected",
-            problem(
-                422,
-                "invalid-input",
-                "The identity provider refused a field.",
-                errors=[{"field": exc.field, "message": exc.message}],
-            ),
-        )
-    except IdempotencyKeyReused:
-        return _outcome(
-            "invalid",
-            problem(
-                422,
-                "idempotency-key-reused",
-                "This Idempotency-Key was used with a different request.",
-                errors=[
-                    {
-                        "field": "Idempotency-Key",
-                        "message": "Use a new key for a different request.",
-                    }
-                ],
-            ),
-        )
-    except RequestInProgress:
-        return _outcome(
-            "in_progress",
-            problem(
-                409,
-                "request-in-progress",
-                "A request with this Idempotency-Key is still being processed; try again shortly.",
-                title="Request in progress",
-                retry_after=2,
-            ),
-        )
-    except OutcomeUnknown as exc:
-        log.warning("signup.outcome_unknown", reason=exc.reason)
-        return _outcome(
-            "unknown",
-            problem(
-                503,
-                "provider-unavailable",
-                "We could not confirm your sign-up just now. Please try again in a moment.",
-                retry_after=exc.retry_after,
-            ),
-        )
-    except ProviderUnavailable as exc:
-        log.warning("signup.provider_unavailable", reason=exc.reason)
-        return _outcome(
-            "unavailable",
-            problem(
-                503,
-                "provider-unavailable",
-                "Sign-up is briefly unavailable. Please try again in a moment.",
-                retry_after=exc.retry_after,
-            ),
-        )
+    except SignUpError as exc:
+        refusal = refusal_for(exc)
+        if refusal is None:
+            raise  # not a refusal the API answers: a bug, the app's 500 problem
+        if refusal.warning is not None:
+            event, reason = refusal.warning
+            log.warning(event, reason=reason(exc))
+        return _outcome(refusal.outcome, refusal.answer(exc))
     metrics.SIGNUPS.labels("replayed" if registered.replayed else "created").inc()
     log.info("signup.created", user_id=registered.user_id, replayed=registered.replayed)
     return Response(
