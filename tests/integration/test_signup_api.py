@@ -19,8 +19,9 @@ PASSWORD = "violet tractor anthem"
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    """The app on each supported database (conftest's `database_url`: SQLite, PostgreSQL)."""
+    return make_settings(database_url=database_url)
 
 
 @pytest.fixture
@@ -204,10 +205,13 @@ async def test_start_up_objects_are_frozen_out_of_collections_while_serving(
 
 
 async def test_an_allowed_origin_gets_cors_answers_and_others_none(
-    make_settings: Callable[..., Settings], bound_queue: AbstractQueue, http: aiohttp.ClientSession
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    bound_queue: AbstractQueue,
+    http: aiohttp.ClientSession,
 ) -> None:
     partner = "https://www.partner.example"
-    async with serving(make_settings(allowed_origins=[partner])) as url:
+    async with serving(make_settings(database_url=database_url, allowed_origins=[partner])) as url:
         preflight = {
             "Origin": partner,
             "Access-Control-Request-Method": "POST",
@@ -299,9 +303,10 @@ async def test_health_and_readiness_but_no_operations_endpoints(
 
 
 async def test_operations_endpoints_on_the_public_port_when_asked(
-    make_settings: Callable[..., Settings], http: aiohttp.ClientSession
+    make_settings: Callable[..., Settings], database_url: str, http: aiohttp.ClientSession
 ) -> None:
-    async with serving(make_settings(ops_on_public_port=True), run_relay=False) as base:
+    on_public = make_settings(database_url=database_url, ops_on_public_port=True)
+    async with serving(on_public, run_relay=False) as base:
         await post(http, base, {"email": "metric@example.com", "password": PASSWORD})
         async with http.get(f"{base}/metrics") as r:
             text = await r.text()
@@ -327,9 +332,11 @@ async def test_unknown_path_and_method_are_problems(base: str, http: aiohttp.Cli
 
 
 async def test_rate_limits_per_address_and_per_email(
-    make_settings: Callable[..., Settings], http: aiohttp.ClientSession
+    make_settings: Callable[..., Settings], database_url: str, http: aiohttp.ClientSession
 ) -> None:
-    limited = make_settings(rate_limit_per_ip="5/minute", rate_limit_per_email="2/hour")
+    limited = make_settings(
+        database_url=database_url, rate_limit_per_ip="5/minute", rate_limit_per_email="2/hour"
+    )
     async with serving(limited, run_relay=False) as url:
         body = {"email": "rl@example.com", "password": PASSWORD}
         statuses = [(await post(http, url, body))[0] for _ in range(3)]
