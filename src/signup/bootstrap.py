@@ -94,6 +94,7 @@ def build_provider(
         time_cost=settings.argon2_time_cost,
         memory_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism,
+        queue=settings.argon2_queue,
     )
 
 

@@ -182,3 +182,16 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_ops_port_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    # Server limits (`signup serve`, entrypoints/web/server.py), per web process: the
+    # request line and headers at most this many bytes and fields (431 past them), the
+    # time a request's headers have to arrive (408, or a silent close when nothing came),
+    # the idle time between requests on a kept-alive connection, the connections held
+    # (idle ones are closed to make room), and the Argon2 hashes waiting for a thread in
+    # local mode (past them: 503 with Retry-After).
+    max_header_bytes: int = Field(default=16384, ge=1024, le=1_048_576)
+    max_headers: int = Field(default=100, ge=8, le=10_000)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    max_connections: int = Field(default=1000, ge=16, le=100_000)
+    argon2_queue: int = Field(default=64, ge=0, le=100_000)

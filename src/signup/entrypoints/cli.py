@@ -69,6 +69,11 @@ def serve(
         raise typer.Exit(1) from exc
     _migrate_in_child()
     os.environ["SIGNUP_RUN_RELAY"] = "0" if no_relay else "1"
+    # Request head size, header timeout and connection cap (worker processes uvicorn
+    # starts read the same settings from the environment they inherit).
+    from signup.entrypoints.web import server as server_limits
+
+    server_limits.configure(server_limits.ServerLimits.from_settings(settings))
     uvicorn.run(
         "signup.entrypoints.web.factory:app_from_env",
         factory=True,
@@ -80,6 +85,8 @@ def serve(
         server_header=False,
         proxy_headers=False,  # X-Forwarded-For is read by the app (web/client_ip.py) alone
         timeout_graceful_shutdown=10,
+        http=server_limits.LimitedHttpToolsProtocol,
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
 
 
