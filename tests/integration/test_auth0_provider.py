@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from signup.domain.errors import (
 from signup.domain.model import Applicant
 from signup.settings import Settings
 from signup.testing.auth0_standin import Auth0Standin, free_port, running_standin
+from signup.testing.clock import ManualClock
 
 PASSWORD = "Tr0ub4dour&3-horse"
 TIMEOUT = 0.5
@@ -44,8 +45,14 @@ def make_provider(
 
 
 @pytest.fixture
-async def standin() -> AsyncIterator[Auth0Standin]:
-    async with running_standin() as s:
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def standin(clock: ManualClock) -> AsyncIterator[Auth0Standin]:
+    """The stand-in's rate limit runs on `clock`: its bucket refills when the clock moves."""
+    async with running_standin(clock=clock.monotonic, wall_clock=clock.time) as s:
         yield s
 
 
@@ -54,6 +61,22 @@ async def provider(standin: Auth0Standin) -> AsyncIterator[Auth0IdentityProvider
     p = make_provider(standin)
     yield p
     await p.close()
+
+
+@pytest.fixture
+async def clocked(
+    standin: Auth0Standin, clock: ManualClock
+) -> AsyncIterator[Auth0IdentityProvider]:
+    """A provider whose token cache and rate gate read `clock`: time passes when told."""
+    p = make_provider(standin, clock=clock)
+    yield p
+    await p.close()
+
+
+async def until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not predicate():
+            await asyncio.sleep(0.002)
 
 
 def assert_no_password(exc: BaseException, password: str = PASSWORD) -> None:
@@ -258,16 +281,20 @@ async def test_concurrent_calls_on_an_empty_cache_fetch_one_token(
 
 
 async def test_expiring_token_is_refreshed_before_it_runs_out(
-    standin: Auth0Standin, provider: Auth0IdentityProvider
+    standin: Auth0Standin, clocked: Auth0IdentityProvider, clock: ManualClock
 ) -> None:
-    standin.configure(token_expires_in=1)
-    await provider.create_user(Applicant("early@example.com"), PASSWORD)
-    await asyncio.sleep(1.05)
+    standin.configure(token_expires_in=3600)  # refreshed after 0.9 x 3600 s = 3240 s
+    await clocked.create_user(Applicant("early@example.com"), PASSWORD)
+    clock.advance(3239)
+    await clocked.create_user(Applicant("still@example.com"), PASSWORD)
+    assert standin.state.counters.token_requests == 1
 
-    await provider.create_user(Applicant("late@example.com"), PASSWORD)
+    clock.advance(2)  # 3241 s: due for a refresh, 359 s before the token runs out
+    await clocked.create_user(Applicant("late@example.com"), PASSWORD)
 
     counters = standin.state.counters
     assert counters.token_requests == 2
+    assert clocked.token_requests == 2
     assert counters.create_status[401] == 0  # refreshed ahead, not after a refusal
 
 
@@ -328,6 +355,25 @@ async def test_token_refusals_are_unavailable_and_never_log_the_secret(
     assert standin.state.counters.token_requests == 1
 
 
+async def test_a_failed_token_request_is_remembered_for_a_second(
+    standin: Auth0Standin, clocked: Auth0IdentityProvider, clock: ManualClock
+) -> None:
+    standin.configure(client_secret="rotated-secret")
+    with pytest.raises(ProviderUnavailable):
+        await clocked.create_user(ADA, PASSWORD)
+    clock.advance(0.99)
+    with pytest.raises(ProviderUnavailable):
+        await clocked.create_user(ADA, PASSWORD)
+    assert standin.state.counters.token_requests == 1
+
+    clock.advance(0.02)
+    with pytest.raises(ProviderUnavailable):
+        await clocked.create_user(ADA, PASSWORD)
+
+    assert standin.state.counters.token_requests == 2
+    assert clocked.token_failures == 2
+
+
 # -- rate limit --------------------------------------------------------------------------
 
 
@@ -340,75 +386,117 @@ async def _drain_bucket(standin: Auth0Standin) -> None:
         await other.close()
 
 
-async def test_429_with_a_near_reset_waits_and_succeeds(
-    standin: Auth0Standin, provider: Auth0IdentityProvider
+async def test_429_with_a_near_reset_waits_for_it_and_succeeds(
+    standin: Auth0Standin, clocked: Auth0IdentityProvider, clock: ManualClock
 ) -> None:
     standin.configure(rate_per_second=2.0, burst=1)
     await _drain_bucket(standin)
 
-    started = time.monotonic()
-    account = await provider.create_user(ADA, PASSWORD)
+    call = asyncio.create_task(clocked.create_user(ADA, PASSWORD))
+    await until(lambda: clocked.gate.queued == 1)  # limited; the retry waits in the gate
+    assert clocked.gate.limited == 1
+    reset_at = clocked.gate.reset_at
+    assert reset_at is not None and 0.5 <= reset_at - clock.time() <= 1.5
+
+    clock.advance(reset_at - clock.time() - 0.01)
+    assert clocked.gate.queued == 1  # not let go before the reset
+    clock.advance(0.02)
+    account = await call
 
     assert account.email == ADA.email
-    assert time.monotonic() - started < 3.0
     assert standin.state.counters.rate_limited == 1
-    assert provider.gate.limited == 1
+    assert clocked.gate.refused == 0
 
 
-async def test_429_with_a_far_reset_is_unavailable_with_retry_after(
-    standin: Auth0Standin, provider: Auth0IdentityProvider
+async def test_429_with_a_far_reset_is_unavailable_at_once_with_retry_after(
+    standin: Auth0Standin, clocked: Auth0IdentityProvider
 ) -> None:
     standin.configure(rate_per_second=0.1, burst=1)  # full again only after 10 s
     await _drain_bucket(standin)
 
-    started = time.monotonic()
-    with pytest.raises(ProviderUnavailable) as caught:
-        await provider.create_user(ADA, PASSWORD)
+    # The clock stands still: a call that waited for the reset or its deadline would hang.
+    async with asyncio.timeout(5.0):
+        with pytest.raises(ProviderUnavailable) as caught:
+            await clocked.create_user(ADA, PASSWORD)
 
-    assert time.monotonic() - started < 1.0  # refused at once, not after the deadline
     assert not isinstance(caught.value, OutcomeUnknown)
     assert 5.0 < caught.value.retry_after <= 12.0
-    assert provider.gate.refused == 1
+    assert clocked.gate.refused == 1
     assert standin.state.users_by_email(ADA.email) == []
 
 
 async def test_pacing_holds_calls_so_no_429_reaches_the_client(
-    standin: Auth0Standin, provider: Auth0IdentityProvider
+    standin: Auth0Standin, clocked: Auth0IdentityProvider, clock: ManualClock
 ) -> None:
     standin.configure(rate_per_second=2.0, burst=3)
 
-    accounts = await asyncio.gather(
-        *(provider.create_user(Applicant(f"p{i}@example.com"), PASSWORD) for i in range(6))
-    )
+    calls = [
+        asyncio.create_task(clocked.create_user(Applicant(f"p{i}@example.com"), PASSWORD))
+        for i in range(6)
+    ]
+    await until(lambda: clocked.gate.queued == 3 and clocked.gate.in_flight == 0)
+    # The bucket's three went out; the other three wait, unsent, for its reset.
+    assert standin.state.counters.create_calls == 3
+    reset_at = clocked.gate.reset_at
+    assert reset_at is not None
 
-    assert len(accounts) == 6
+    clock.advance(reset_at - clock.time() - 0.01)
+    assert clocked.gate.queued == 3
+    clock.advance(0.02)
+    accounts = await asyncio.gather(*calls)
+
+    assert len({a.user_id for a in accounts}) == 6
     assert standin.state.counters.rate_limited == 0
-    assert provider.gate.limited == 0
-    assert provider.gate.waits > 0
-    assert provider.gate.refused == 0
+    assert clocked.gate.limited == 0
+    assert clocked.gate.waits >= 3
+    assert clocked.gate.refused == 0
 
 
 async def test_pacing_refuses_calls_that_would_wait_past_their_deadline(
-    standin: Auth0Standin,
+    standin: Auth0Standin, clock: ManualClock
 ) -> None:
     standin.configure(rate_per_second=2.0, burst=3)
-    p = make_provider(standin, queue_deadline_seconds=0.3)
+    p = make_provider(standin, clock=clock, queue_deadline_seconds=0.3)
     try:
-        results = await asyncio.gather(
-            *(p.create_user(Applicant(f"d{i}@example.com"), PASSWORD) for i in range(6)),
-            return_exceptions=True,
-        )
+        async with asyncio.timeout(5.0):  # the clock stands still: no call may wait
+            results = await asyncio.gather(
+                *(p.create_user(Applicant(f"d{i}@example.com"), PASSWORD) for i in range(6)),
+                return_exceptions=True,
+            )
     finally:
         await p.close()
 
     refused = [r for r in results if isinstance(r, ProviderUnavailable)]
     created = [r for r in results if not isinstance(r, BaseException)]
-    assert refused and created
-    assert len(refused) + len(created) == 6
-    assert all(not isinstance(r, OutcomeUnknown) and r.retry_after > 0 for r in refused)
-    assert p.gate.refused == len(refused)
+    assert len(created) == 3 and len(refused) == 3
+    assert all(not isinstance(r, OutcomeUnknown) and r.retry_after >= 0.5 for r in refused)
+    assert p.gate.refused == 3
     assert standin.state.counters.rate_limited == 0
-    assert len(standin.state.users) == len(created)
+    assert len(standin.state.users) == 3
+
+
+async def test_a_queued_call_is_refused_when_its_deadline_passes(
+    standin: Auth0Standin, clocked: Auth0IdentityProvider, clock: ManualClock
+) -> None:
+    # The first call finds out how the tenant is metered; the second waits for its answer,
+    # which the stand-in holds back (in real time) while the test moves the clock on.
+    standin.configure(latency=0.3)
+    first = asyncio.create_task(clocked.create_user(ADA, PASSWORD))
+    second = asyncio.create_task(clocked.create_user(Applicant("b@example.com"), PASSWORD))
+    await until(lambda: clocked.gate.queued == 1)
+
+    clock.advance(clocked.queue_deadline_seconds - 0.01)
+    assert not second.done()
+    assert clocked.gate.queued == 1
+    clock.advance(0.02)
+    with pytest.raises(ProviderUnavailable) as caught:
+        await second
+
+    assert not isinstance(caught.value, OutcomeUnknown)
+    assert caught.value.retry_after >= 1.0
+    assert clocked.gate.refused == 1
+    assert (await first).email == ADA.email
+    assert standin.state.users_by_email("b@example.com") == []
 
 
 # -- lost answers ------------------------------------------------------------------------
