@@ -3,10 +3,8 @@
 Security issue 16, item 5 (idle sockets held for ever, a 120 MB header read in full,
 an unbounded Argon2 queue) and item 7 (the server's own error answers without the
 security headers). Each flood runs while a separate process probes `/healthz` on a new
-connection every 20 ms, as an orchestrator would; every probe must answer 200 within
-100 ms (the one timed assertion, asked for by the issue).
-
-Run as a script, this file is that prober: `python test_server_limits.py PORT`.
+connection every 20 ms, as an orchestrator would (healthz_prober.py); every probe must
+answer 200 within 100 ms (the one timed assertion, asked for by the issue).
 """
 
 from __future__ import annotations
@@ -15,58 +13,17 @@ import asyncio
 import contextlib
 import json
 import os
-import select
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-PROBE_EVERY = 0.02
-PROBE_DEADLINE = 0.1
+import aiohttp
+import pytest
+from healthz_prober import probing
 
-
-def _probe_once(port: int) -> tuple[float | None, str]:
-    started = time.perf_counter()
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
-    except OSError as exc:
-        return None, repr(exc)
-    elapsed = time.perf_counter() - started
-    status = answer.split(b"\r\n", 1)[0].decode(errors="replace")
-    return (elapsed, status) if status == "HTTP/1.1 200 OK" else (None, status)
-
-
-def probe_main(port: int) -> None:
-    """Probe until a line arrives on stdin; then print every result as JSON."""
-    results: list[tuple[float | None, str]] = []
-    while True:
-        result = _probe_once(port)
-        if not results:
-            print("ready" if result[0] is not None else f"failed {result[1]}", flush=True)
-        results.append(result)
-        ready, _, _ = select.select([sys.stdin], [], [], PROBE_EVERY)
-        if ready:
-            break
-    print(json.dumps(results), flush=True)
-
-
-if __name__ == "__main__":  # the prober, in a process of its own
-    probe_main(int(sys.argv[1]))
-    sys.exit(0)
-
-
-import aiohttp  # noqa: E402
-import pytest  # noqa: E402
-
-from signup.entrypoints.web.server import PROBE_RESERVE as RESERVE  # noqa: E402
-from signup.testing.processes import ServiceProcess  # noqa: E402
+from signup.entrypoints.web.server import PROBE_RESERVE as RESERVE
+from signup.testing.processes import ServiceProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -99,42 +56,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
         yield process
     finally:
         process.stop()
-
-
-@dataclass
-class Probes:
-    results: list[tuple[float | None, str]] = field(default_factory=list)
-
-    def assert_all_answered_in_time(self, at_least: int) -> None:
-        failed = [status for latency, status in self.results if latency is None]
-        assert not failed, f"{len(failed)} of {len(self.results)} probes failed: {failed[:5]}"
-        latencies = [latency for latency, _ in self.results if latency is not None]
-        assert len(latencies) >= at_least, f"only {len(latencies)} probes ran"
-        slowest = max(latencies)
-        print(f"/healthz: {len(latencies)} probes, slowest {slowest * 1000:.1f} ms")
-        assert slowest < PROBE_DEADLINE, (
-            f"/healthz took {slowest * 1000:.1f} ms at worst "
-            f"(of {len(latencies)}; median {sorted(latencies)[len(latencies) // 2] * 1000:.1f} ms)"
-        )
-
-
-@contextlib.contextmanager
-def probing(service: ServiceProcess) -> Iterator[Probes]:
-    prober = subprocess.Popen(
-        [sys.executable, __file__, str(service.port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert prober.stdout is not None
-    first = prober.stdout.readline().strip()
-    probes = Probes()
-    try:
-        assert first == "ready", first
-        yield probes
-    finally:
-        out, _ = prober.communicate("stop\n", timeout=30)
-        probes.results = [(latency, status) for latency, status in json.loads(out)]
 
 
 # ---- raw HTTP on loopback -----------------------------------------------------------
@@ -264,7 +185,7 @@ async def test_a_flood_of_huge_headers_is_cut_short_and_health_still_answers(
             tries.append(await huge_header())
         return tries
 
-    with probing(service) as probes:
+    with probing(service.port) as probes:
         sent = [
             n for tries in await asyncio.gather(*(client() for _ in range(clients))) for n in tries
         ]
@@ -292,7 +213,7 @@ async def test_an_idle_flood_is_held_to_the_connection_cap_and_closed_in_time(
 
     watcher = asyncio.create_task(watch_fds())
     try:
-        with probing(service) as probes:
+        with probing(service.port) as probes:
             for _ in range(flood // batch):
                 held += await asyncio.gather(
                     *(asyncio.open_connection("127.0.0.1", service.port) for _ in range(batch))
@@ -367,7 +288,7 @@ async def test_with_every_connection_busy_only_health_probes_are_served(
         b"Expect: 100-continue\r\nContent-Length: 100\r\n\r\n"
     )
     try:
-        with probing(service) as probes:
+        with probing(service.port) as probes:
             # Each upload is in flight once the app asks for its body (the server then
             # says 100 Continue); their bodies never come.
             for _ in range(MAX_CONNECTIONS):
@@ -419,7 +340,7 @@ async def test_a_signup_burst_past_the_argon2_queue_gets_503_with_retry_after(
                     problem = await response.json(content_type=None)
                     answers.append((response.status, response.headers.get("Retry-After"), problem))
 
-        with probing(service) as probes:
+        with probing(service.port) as probes:
             await asyncio.gather(*(client(c) for c in range(clients)))
     statuses = [status for status, _, _ in answers]
     print(f"{statuses.count(201)} created, {statuses.count(503)} refused")
