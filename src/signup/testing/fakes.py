@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -191,25 +193,69 @@ class FakeTransaction:
         self.leases = FakeLeases(state)
 
 
+class ContractBroken(BaseException):
+    """A work broke the unit of work's contract (see `FakeUnitOfWork`).
+
+    A BaseException, as pytest's own outcomes are, so that no `except Exception` in the
+    code under test (a relay cycle, a fallback) can swallow it and let the test pass.
+    """
+
+
+def _run_to_the_end(work: Work[T], tx: FakeTransaction) -> T:
+    """Run `work` on `tx` to its end, never letting it suspend.
+
+    The fake repositories never suspend, so a work that suspends awaited something other
+    than its transaction: a remote call (the fake provider and publisher yield to the
+    loop, as any network call does), a sleep, a lock, another task. The real unit of work
+    cannot run such a work: on SQLite it drives each batch on the event loop without
+    suspending (`signup.adapters.sql.sqlite_fast.run_inline`), on PostgreSQL it would
+    hold the transaction (and its batch's neighbours) open across the wait.
+    """
+    steps = work(tx).__await__()
+    try:
+        awaited = steps.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    steps.close()
+    name = getattr(work, "__qualname__", repr(work))
+    raise ContractBroken(
+        f"the work {name} awaited {awaited!r}, not its transaction's repositories: "
+        "a unit of work may await nothing else (do the call before or after it)"
+    )
+
+
 class FakeUnitOfWork:
-    """All-or-nothing like the real one: a failed work leaves the state as it was."""
+    """All-or-nothing like the real one, and as strict about its contract
+    (`signup.service_layer.unit_of_work.UnitOfWork.run`):
+
+    - **A work may run twice.** The real one commits concurrent works together; when one
+      fails, the batch is rolled back and each work run again alone
+      (docs/decisions/0001-group-commit.md). So here every work runs twice: the first run
+      on a copy of the state that is thrown away (its exception too), the second on the
+      state it then commits, or leaves as it was if it raises. A work that changes
+      anything but its transaction (a counter, a list, an object it was given), or whose
+      second run depends on the first, shows it in the tests of its use case.
+    - **A work awaits only its transaction's repositories.** Each run must finish without
+      suspending; one that suspends raises `ContractBroken` (see `_run_to_the_end`).
+      Reads are held to the same rule, as the real quick reads are.
+    """
 
     def __init__(self) -> None:
         self.state = _State()
         self.commits = 0
 
     async def run(self, work: Work[T]) -> T:
-        snapshot = copy.deepcopy(self.state)
-        try:
-            result = await work(FakeTransaction(self.state))
-        except BaseException:
-            self.state = snapshot
-            raise
+        with contextlib.suppress(Exception):  # the batch's failure: each then runs alone
+            _run_to_the_end(work, FakeTransaction(copy.deepcopy(self.state)))
+        state = copy.deepcopy(self.state)
+        result = _run_to_the_end(work, FakeTransaction(state))
+        self.state = state
         self.commits += 1
         return result
 
     async def read(self, work: Work[T], *, quick: bool = False) -> T:
-        return await work(FakeTransaction(copy.deepcopy(self.state)))
+        return _run_to_the_end(work, FakeTransaction(copy.deepcopy(self.state)))
 
 
 class FakeIdentityProvider:
@@ -232,6 +278,7 @@ class FakeIdentityProvider:
         return value
 
     async def create_user(self, applicant: Applicant, password: str) -> CreatedAccount:
+        await asyncio.sleep(0)  # a remote call yields to the loop (see `_run_to_the_end`)
         self.calls += 1
         step = self.script.pop(0) if self.script else None
         if isinstance(step, _CreateThenFail):
@@ -259,6 +306,7 @@ class FakeIdentityProvider:
         return account
 
     async def find_by_email(self, email: str) -> list[CreatedAccount]:
+        await asyncio.sleep(0)  # a remote call yields to the loop
         if self.lookups_fail is not None:
             raise self.lookups_fail
         found = self.accounts.get(email)
@@ -289,6 +337,7 @@ class FakePublisher:
         return not self.down
 
     async def publish(self, entries: list[OutboxEntry]) -> PublishResult:
+        await asyncio.sleep(0)  # a remote call yields to the loop
         if self.down:
             return PublishResult(failed={e.event_id: "broker down" for e in entries})
         self.sent.extend(entries)
