@@ -61,7 +61,9 @@ async def uow(database_url: str) -> AsyncIterator[SqlUnitOfWork]:
 
 
 def local_service(uow: SqlUnitOfWork) -> RegistrationService:
-    provider = LocalIdentityProvider(uow, now, time_cost=1, memory_kib=1024)
+    # A queue for the largest burst here (160): these tests are about the outbox, not
+    # about refusing sign-ups past the hashing queue (tests/unit/test_local_hashing.py).
+    provider = LocalIdentityProvider(uow, now, time_cost=1, memory_kib=1024, queue=256)
     return RegistrationService(uow=uow, provider=provider, clock=now, source="urn:signup:test")
 
 
