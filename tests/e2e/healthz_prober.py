@@ -83,6 +83,7 @@ def probing(port: int) -> Iterator[Probes]:
         yield probes
     finally:
         out, _ = prober.communicate("stop\n", timeout=30)
+        assert prober.returncode == 0 and out, f"the prober failed ({prober.returncode})"
         probes.results = [(latency, status) for latency, status in json.loads(out)]
 
 

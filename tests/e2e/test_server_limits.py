@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import json
 import os
+import select
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -112,6 +114,22 @@ def assert_server_problem(answer: Answer, status: int, slug: str) -> dict[str, o
     problem: dict[str, object] = json.loads(answer.body)
     assert problem["type"] == f"urn:signup:problem:{slug}" and problem["status"] == status
     return problem
+
+
+def answer_before_body(port: int, head: bytes) -> bytes:
+    """Send a head announcing a body, wait for the answer to arrive, then send the body
+    and read: a server that closed on the unread body resets the connection, and the
+    answer waiting to be read is lost."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.replace(b"Expect: 100-continue\r\n", b""))
+        readable, _, _ = select.select([sock], [], [], 10)
+        assert readable, "no answer"
+        with contextlib.suppress(OSError):
+            sock.sendall(b"x" * 100)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
 
 
 def open_fds(service: ServiceProcess) -> int:
@@ -298,6 +316,9 @@ async def test_with_every_connection_busy_only_health_probes_are_served(
             for reader, _ in busy:
                 line = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
                 assert line == b"HTTP/1.1 100 Continue\r\n\r\n"
+            # A client still sending its body reads its 503 too (no reset).
+            refused = parse(await asyncio.to_thread(answer_before_body, service.port, upload))
+            assert_server_problem(refused, 503, "server-busy")
             # Probes (and only they) still get in; the rest get 503 with Retry-After.
             # Held so for a second (at most 1,000 rounds) while the prober probes.
             deadline, rounds = time.monotonic() + 1.0, 0

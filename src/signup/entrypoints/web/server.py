@@ -115,6 +115,23 @@ def configure(limits: ServerLimits) -> ServerLimits:
     return fitted
 
 
+# How long a connection answered 503 may keep sending (what it sends is dropped), and
+# how many may at once: past that many, they are closed at once.
+LINGER_SECONDS = 2.0
+MAX_LINGERING = 64
+_lingering = [0]
+
+
+class _Discard:
+    """The parser of a connection that has been answered: what comes is dropped."""
+
+    def feed_data(self, data: bytes) -> None:
+        pass
+
+
+_DISCARD = _Discard()
+
+
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing; `data_received` answers."""
 
@@ -195,6 +212,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._refusal: str | None = None
         self._probe_only = False
+        self._lingers = False
 
     # ---- connections ------------------------------------------------------------
 
@@ -236,6 +254,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._idle.pop(self, None)
         self._cancel_header_timer()
+        if self._lingers:
+            _lingering[0] -= 1
+            self._lingers = False
         super().connection_lost(exc)
 
     def _cancel_header_timer(self) -> None:
@@ -260,9 +281,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._idle.pop(self, None)
         self._awaiting_headers = False
         self._cancel_header_timer()
-        if not self.transport.is_closing():
-            self.transport.write(problem_answer(reason, self.server_state.default_headers))
-            self.transport.close()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(problem_answer(reason, self.server_state.default_headers))
+        if reason == "busy" and _lingering[0] < MAX_LINGERING and transport.can_write_eof():
+            # A client still sending its body would get a reset, not the 503 that tells
+            # it when to come back, if the socket closed on unread bytes: send, stop
+            # writing, and drop what it still sends for a moment (or until it closes).
+            transport.write_eof()
+            self.parser = _DISCARD  # type: ignore[assignment]
+            self.connections.discard(self)  # not one of the connections served
+            _lingering[0] += 1
+            self._lingers = True
+            self._header_timer = self.loop.call_later(LINGER_SECONDS, transport.close)
+            return
+        transport.close()
 
     def send_400_response(self, msg: str) -> None:
         self._answer("malformed")
