@@ -192,6 +192,8 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=16384, ge=1024, le=1_048_576)
     max_headers: int = Field(default=100, ge=8, le=10_000)
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # A body that has not all come this long after its head is a slow-body client.
+    body_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
     keep_alive_seconds: int = Field(default=5, ge=1, le=300)
     max_connections: int = Field(default=1000, ge=16, le=100_000)
     argon2_queue: int = Field(default=64, ge=0, le=100_000)

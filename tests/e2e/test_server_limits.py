@@ -49,6 +49,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
         "SIGNUP_RATE_LIMIT_PER_EMAIL": "",
         "SIGNUP_IDENTITY_PROVIDER": "local",
         "SIGNUP_HEADER_TIMEOUT_SECONDS": "1",
+        "SIGNUP_BODY_TIMEOUT_SECONDS": "1",
         "SIGNUP_KEEP_ALIVE_SECONDS": "1",
         "SIGNUP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
         "SIGNUP_ARGON2_QUEUE": "4",
@@ -295,6 +296,40 @@ async def test_slow_or_unfinished_heads_are_answered_408_and_idle_ones_closed(
     reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
     assert await asyncio.wait_for(reader.read(), 10) == b""
     writer.close()
+
+
+async def test_a_body_that_never_finishes_is_answered_408_and_closed(
+    service: ServiceProcess,
+) -> None:
+    """A slow-body client (the head whole, the body one byte of a hundred, then silence)
+    must not hold a connection for ever: with every place held that way, nobody else
+    would be served."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+    writer.write(
+        b"POST /user/signup HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert_server_problem(parse(raw), 408, "body-timeout")
+
+    # A body that comes whole, even in pieces within the time, is served as before.
+    body = json.dumps({"email": "slow-body@example.com", "password": PASSWORD}).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+    writer.write(
+        b"POST /user/signup HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body[:5]
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the body in two reads: the timer is armed, then cancelled
+    writer.write(body[5:])
+    raw = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert parse(raw).status in (201, 503), raw[:300]
 
 
 async def test_with_every_connection_busy_only_health_probes_are_served(

@@ -72,6 +72,7 @@ class ServerLimits:
     max_header_bytes: int = 16384
     max_headers: int = 100
     header_timeout: float = 10.0
+    body_timeout: float = 15.0
     max_connections: int = 1000
 
     @classmethod
@@ -80,6 +81,7 @@ class ServerLimits:
             max_header_bytes=settings.max_header_bytes,
             max_headers=settings.max_headers,
             header_timeout=settings.header_timeout_seconds,
+            body_timeout=settings.body_timeout_seconds,
             max_connections=settings.max_connections,
         )
 
@@ -199,6 +201,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._max_header_bytes = limits.max_header_bytes
         self._max_headers = limits.max_headers
         self._header_timeout = limits.header_timeout
+        self._body_timeout = limits.body_timeout
         self._max_connections = limits.max_connections
         self._grace = min(EVICTION_GRACE, limits.header_timeout / 2)
         self._idle = _idle_by_server.setdefault(id(server_state), OrderedDict())
@@ -207,6 +210,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         )
         self._header_timer: asyncio.TimerHandle | None = None
         self._awaiting_headers = False  # part of a request head has come, not all
+        self._in_body = False  # the head has come, the body not all of it
         self._head_bytes = 0  # by the parser's callbacks: URL, names and values
         self._raw_bytes = 0  # by reads that ended with the head still incomplete
         self._header_count = 0
@@ -276,6 +280,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             note("idle-timeout")
             self.transport.close()
 
+    def _body_timed_out(self) -> None:
+        self._header_timer = None
+        cycle = self.cycle
+        if not self._in_body or self.transport.is_closing():
+            return
+        self._in_body = False
+        if cycle is not None and not cycle.response_started:
+            self._answer("body-timeout")
+        else:
+            note("body-timeout")
+            self.transport.close()
+
     def _answer(self, reason: str) -> None:
         note(reason)
         self._idle.pop(self, None)
@@ -328,6 +344,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self._header_timer = self.loop.call_later(
                     self._header_timeout, self._header_timed_out
                 )
+        elif self._in_body and self._header_timer is None:
+            # Likewise only for a body that did not come with its head: a slow-body
+            # client must not hold one of the connections for ever.
+            self._header_timer = self.loop.call_later(self._body_timeout, self._body_timed_out)
 
     def _refuse(self, reason: str) -> None:
         self._refusal = reason
@@ -358,6 +378,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._idle.pop(self, None)
         self._awaiting_headers = False
+        self._in_body = True
         self._cancel_header_timer()
         if self._probe_only:
             if self.url.partition(b"?")[0] not in PROBE_PATHS:
@@ -368,6 +389,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.cycle.keep_alive = False
             return
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        if self._header_timer is not None and not self._awaiting_headers:
+            self._cancel_header_timer()
+        super().on_message_complete()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         starts = self._starts

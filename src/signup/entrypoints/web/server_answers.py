@@ -44,6 +44,11 @@ _ANSWERS: dict[str, tuple[int, str, str]] = {
         "header-timeout",
         "The request's headers did not arrive in time.",
     ),
+    "body-timeout": (
+        408,
+        "body-timeout",
+        "The request's body did not arrive in time.",
+    ),
     "header-too-large": (
         431,
         "header-too-large",
@@ -51,7 +56,7 @@ _ANSWERS: dict[str, tuple[int, str, str]] = {
     ),
     "busy": (503, "server-busy", "The server is busy. Please try again in a moment."),
 }
-_TITLES = {408: "Request header timeout", 431: "Request headers too large"}
+_TITLES = {408: "Request timeout", 431: "Request headers too large"}
 
 
 _last_logged: dict[str, float] = {}
