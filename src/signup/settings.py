@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_ipv6_prefix: int = Field(default=64, ge=16, le=128)
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "ops_allowed_hosts", mode="before")
     @classmethod
     def _proxies_comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     ops_host: str = "127.0.0.1"
     ops_port: int | None = Field(default=9100, ge=1, le=65535)
     ops_on_public_port: bool = False
+    # Host names the operations port answers to besides IP literals, `localhost` and
+    # SIGNUP_OPS_HOST: a page that rebinds its own name to our address gets nothing.
+    ops_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("ops_port", mode="before")
     @classmethod

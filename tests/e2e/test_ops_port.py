@@ -107,6 +107,17 @@ async def test_operations_endpoints_are_on_the_ops_port_only(
             status, body, headers = await get(http, f"{service.ops_url}/redoc")
             assert status == 404 and headers["Content-Type"].startswith("application/problem+json")
             assert headers["X-Content-Type-Options"] == "nosniff"
+            # DNS rebinding: a page whose own name now points at the operations address
+            # sends that name as Host, and gets nothing.
+            async with http.get(
+                f"{service.ops_url}/metrics", headers={"Host": "rebound.evil.example"}
+            ) as answer:
+                assert answer.status == 421 and "signup_" not in await answer.text()
+            async with http.get(
+                f"{service.ops_url}/metrics",
+                headers={"Host": f"localhost:{service.env['SIGNUP_OPS_PORT']}"},
+            ) as answer:
+                assert answer.status == 200
     finally:
         service.stop()
     logs = service.logs()

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-from collections.abc import AsyncIterator, Callable, Iterator
+import ipaddress
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from fastapi import APIRouter, FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from signup import metrics
 from signup.bootstrap import Container
@@ -131,7 +133,40 @@ def create_ops_app(public: FastAPI, container: Container) -> GuardMiddleware:
         )
 
     # The same request ids and security headers (and the docs page's policy) as in public.
-    return GuardMiddleware(ops, allowed_origins=())
+    return GuardMiddleware(
+        KnownHostsOnly(ops, container.settings.ops_host, container.settings.ops_allowed_hosts),
+        allowed_origins=(),
+    )
+
+
+class KnownHostsOnly:
+    """Answers only requests whose `Host` is an IP literal, `localhost`, the ops host or
+    one of SIGNUP_OPS_ALLOWED_HOSTS: a browser page that rebinds its own name to the
+    operations address (DNS rebinding) sends its own name and is refused."""
+
+    def __init__(self, app: ASGIApp, ops_host: str, allowed: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = frozenset({"localhost", ops_host.lower(), *(h.lower() for h in allowed)})
+
+    def known(self, host: str) -> bool:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        name = name.strip("[]").lower()
+        if name in self.allowed:
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+            if not self.known(host):
+                response = problem(421, "unknown-host", "This address does not serve that host.")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _OpsServer(uvicorn.Server):
