@@ -39,14 +39,14 @@ from typing import Any
 import orjson
 import uvloop
 
-from signup.adapters.broker import AmqpPublisher, EventPublisher, PublishResult
+from signup.adapters.broker import AmqpPublisher
 from signup.adapters.database import migrate
-from signup.adapters.repository import OutboxEntry
 from signup.bootstrap import bootstrap, utc_now
 from signup.domain.commands import RegisterUser
 from signup.domain.model import Applicant, CreatedAccount
 from signup.entrypoints.web.app import create_app
 from signup.log_config import configure_logging
+from signup.service_layer.ports import EventPublisher, OutboxEntry, PublishResult
 from signup.service_layer.registration import Registered
 from signup.settings import Settings
 from signup.testing.fakes import FakeIdentityProvider, FakePublisher

@@ -34,9 +34,9 @@ from sqlalchemy import select
 from signup.adapters import tables as t
 from signup.adapters.broker import AmqpPublisher
 from signup.adapters.database import migrate
-from signup.adapters.repository import OutboxEntry
 from signup.bootstrap import bootstrap
 from signup.domain.events import UserRegistered, UserRegisteredData
+from signup.service_layer.ports import OutboxEntry
 from signup.service_layer.unit_of_work import Transaction
 from signup.settings import Settings
 

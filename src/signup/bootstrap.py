@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signup import metrics
-from signup.adapters.broker import AmqpPublisher, EventPublisher
+from signup.adapters.broker import AmqpPublisher
 from signup.adapters.database import (
     CommitWatch,
     create_engine,
@@ -20,12 +20,12 @@ from signup.adapters.database import (
     create_sqlite_writer,
     watchable,
 )
-from signup.adapters.identity import IdentityProvider
 from signup.adapters.local_users import LocalIdentityProvider
 from signup.adapters.rate_limit import AttemptLimiter, LimitsAttemptLimiter
 from signup.adapters.sql import SqlUnitOfWork
 from signup.entrypoints.relay import Relay
 from signup.entrypoints.relay import follow_commits as follow
+from signup.service_layer.ports import EventPublisher, IdentityProvider
 from signup.service_layer.registration import RegistrationService
 from signup.settings import Settings
 
@@ -81,15 +81,12 @@ class Container:
             await engine.dispose()
 
 
-def build_provider(
-    settings: Settings, uow: SqlUnitOfWork, clock: Callable[[], datetime]
-) -> IdentityProvider:
+def build_provider(settings: Settings, clock: Callable[[], datetime]) -> IdentityProvider:
     if settings.identity_provider == "auth0":
         from signup.adapters.auth0 import Auth0IdentityProvider
 
         return Auth0IdentityProvider.from_settings(settings)
     return LocalIdentityProvider(
-        uow,
         clock,
         time_cost=settings.argon2_time_cost,
         memory_kib=settings.argon2_memory_kib,
@@ -116,7 +113,7 @@ def bootstrap(
         inline_writer=create_sqlite_writer(settings.database_url),
         inline_reader=create_sqlite_reader(settings.database_url),
     )
-    provider = provider or build_provider(settings, uow, clock)
+    provider = provider or build_provider(settings, clock)
     registration = RegistrationService(
         uow=uow,
         provider=provider,

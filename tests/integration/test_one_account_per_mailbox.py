@@ -30,6 +30,7 @@ from signup.adapters.local_users import LocalIdentityProvider
 from signup.adapters.sql import SqlUnitOfWork
 from signup.domain.errors import EmailAlreadyRegistered
 from signup.domain.model import Applicant, CreatedAccount
+from signup.service_layer.registration import RegistrationService
 from signup.settings import Settings
 from signup.testing.auth0_standin import Auth0Standin, running_standin
 from signup.testing.server import serving
@@ -226,14 +227,15 @@ async def test_an_account_kept_as_typed_before_the_change_still_owns_its_mailbox
 async def test_both_providers_find_one_account_under_every_casing(
     make_settings: Callable[..., Settings], database_url: str, standin: Auth0Standin
 ) -> None:
-    """The providers themselves (reconciliation asks them): the local store over SQL and
-    the Auth0 stand-in over HTTP both answer for the mailbox, not for the spelling."""
+    """What reconciliation finds: the local store (read by the service layer over SQL)
+    and the Auth0 stand-in over HTTP both answer for the mailbox, not for the spelling."""
     uow = SqlUnitOfWork(
         writer=create_engine(database_url, writer=True),
         reader=create_engine(database_url),
         clock=now,
     )
-    local = LocalIdentityProvider(uow, now, memory_kib=1024, time_cost=1)
+    local = LocalIdentityProvider(now, memory_kib=1024, time_cost=1)
+    stored = RegistrationService(uow=uow, provider=local, clock=now, source="urn:test")
     auth0 = Auth0IdentityProvider.from_settings(
         mode_settings(make_settings, database_url, "auth0", standin)
     )
@@ -247,7 +249,7 @@ async def test_both_providers_find_one_account_under_every_casing(
         with pytest.raises(EmailAlreadyRegistered):
             await auth0.create_user(Applicant("kit@EXAMPLE.com"), PASSWORD)
         for variant in ("kit@example.com", "KIT@EXAMPLE.COM", "kIt@eXample.com"):
-            assert [a.user_id for a in await local.find_by_email(variant)] == [account.user_id]
+            assert [a.user_id for a in await stored.accounts_for(variant)] == [account.user_id]
             assert len(await auth0.find_by_email(variant)) == 1
     finally:
         await auth0.close()

@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractQueue
 from sqlalchemy import select
 
 from signup.adapters import tables
-from signup.adapters.broker import AmqpPublisher, PublishResult
+from signup.adapters.broker import AmqpPublisher
 from signup.adapters.database import (
     CommitWatch,
     create_engine,
@@ -22,13 +22,13 @@ from signup.adapters.database import (
     create_sqlite_writer,
 )
 from signup.adapters.local_users import LocalIdentityProvider
-from signup.adapters.repository import OutboxEntry
 from signup.adapters.sql import SqlUnitOfWork
 from signup.domain.commands import RegisterUser
 from signup.domain.errors import EmailAlreadyRegistered
 from signup.domain.events import UserRegistered, UserRegisteredData
 from signup.domain.model import Applicant, SignUp, SignUpStatus
 from signup.entrypoints.relay import Relay, follow_commits
+from signup.service_layer.ports import OutboxEntry, PublishResult
 from signup.service_layer.registration import RegistrationService
 from signup.service_layer.unit_of_work import Transaction
 
@@ -63,7 +63,7 @@ async def uow(database_url: str) -> AsyncIterator[SqlUnitOfWork]:
 def local_service(uow: SqlUnitOfWork) -> RegistrationService:
     # A queue for the largest burst here (160): these tests are about the outbox, not
     # about refusing sign-ups past the hashing queue (tests/unit/test_local_hashing.py).
-    provider = LocalIdentityProvider(uow, now, time_cost=1, memory_kib=1024, queue=256)
+    provider = LocalIdentityProvider(now, time_cost=1, memory_kib=1024, queue=256)
     return RegistrationService(uow=uow, provider=provider, clock=now, source="urn:signup:test")
 
 

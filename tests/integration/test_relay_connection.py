@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import aio_pika
 
 from signup.adapters.broker import AmqpPublisher
-from signup.adapters.repository import OutboxEntry
+from signup.service_layer.ports import OutboxEntry
 
 
 def entries(n: int) -> list[OutboxEntry]:

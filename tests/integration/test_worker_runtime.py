@@ -32,10 +32,10 @@ from signup.adapters.consumer import (
     requeue_dead_letters,
 )
 from signup.adapters.database import create_engine, migrate
-from signup.adapters.failures import PermanentFailure, TransientFailure
 from signup.adapters.processed import SqlProcessedEvents
 from signup.domain.events import UserRegistered
 from signup.entrypoints.worker_cli import run_worker, worker_app
+from signup.service_layer.failures import PermanentFailure, TransientFailure
 
 __all__ = ["broker", "sqlite_url"]  # fixtures
 

@@ -22,7 +22,6 @@ from pydantic import ValidationError
 
 from signup.adapters.consumer import Topology, _KeyedLocks, _malformed_reason
 from signup.adapters.crm import HttpCrm, sign, signing_key
-from signup.adapters.failures import PermanentFailure, TransientFailure
 from signup.adapters.mailer import SmtpMailer
 from signup.domain.events import UserRegistered, UserRegisteredData
 from signup.service_layer.consumers import (
@@ -35,6 +34,7 @@ from signup.service_layer.consumers import (
     send_welcome_email,
     sync_contact,
 )
+from signup.service_layer.failures import PermanentFailure, TransientFailure
 
 BRAND = Brand(site_name="Naked Coders", site_url="https://nc.test/", mail_from="hi@nc.test")
 

@@ -29,9 +29,7 @@ def clock() -> ManualClock:
 @pytest.fixture
 async def provider(clock: ManualClock) -> AsyncIterator[LocalIdentityProvider]:
     # Real Argon2id, made cheap: the bound is what is under test, not the cost.
-    local = LocalIdentityProvider(
-        FakeUnitOfWork(), clock, time_cost=1, memory_kib=8, threads=THREADS, queue=QUEUE
-    )
+    local = LocalIdentityProvider(clock, time_cost=1, memory_kib=8, threads=THREADS, queue=QUEUE)
     yield local
     await local.close()
 
@@ -72,9 +70,7 @@ async def test_a_burst_past_threads_and_queue_is_refused_at_once(
 
 
 async def test_a_zero_queue_admits_only_as_many_as_threads(clock: ManualClock) -> None:
-    local = LocalIdentityProvider(
-        FakeUnitOfWork(), clock, time_cost=1, memory_kib=8, threads=1, queue=0
-    )
+    local = LocalIdentityProvider(clock, time_cost=1, memory_kib=8, threads=1, queue=0)
     try:
         results = await asyncio.gather(
             local.hash_password(PASSWORD), local.hash_password(PASSWORD), return_exceptions=True
@@ -99,7 +95,7 @@ class GatedHasher:
 async def test_a_cancelled_sign_up_keeps_its_hash_counted_until_the_thread_is_done(
     clock: ManualClock,
 ) -> None:
-    local = LocalIdentityProvider(FakeUnitOfWork(), clock, threads=1, queue=0)
+    local = LocalIdentityProvider(clock, threads=1, queue=0)
     gated = GatedHasher()
     local._hasher = gated  # type: ignore[assignment]
     try:

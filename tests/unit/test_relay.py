@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from signup.adapters.broker import PublishResult
-from signup.adapters.repository import OutboxEntry
 from signup.domain.commands import RegisterUser
 from signup.domain.model import Applicant
 from signup.entrypoints.relay import RELAY_LEASE, Relay
+from signup.service_layer.ports import OutboxEntry, PublishResult
 from signup.service_layer.registration import RegistrationService
 from signup.testing.fakes import FakeIdentityProvider, FakePublisher, FakeUnitOfWork, ManualClock
 

@@ -1,36 +1,20 @@
-"""Publishing outbox entries to RabbitMQ: persistent, confirmed, mandatory."""
+"""Publishing outbox entries to RabbitMQ: persistent, confirmed, mandatory.
+
+The `EventPublisher` port this implements is in `signup.service_layer.ports`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import structlog
 
 from signup.adapters.amqp_wire import ConfirmingConnection, Outgoing
-from signup.adapters.repository import OutboxEntry
+from signup.service_layer.ports import OutboxEntry, PublishResult
 
 log = structlog.get_logger(__name__)
 CONTENT_TYPE = "application/cloudevents+json"
 APP_ID = "signup"
-
-
-@dataclass
-class PublishResult:
-    confirmed: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-
-
-class EventPublisher(Protocol):
-    async def publish(self, entries: list[OutboxEntry]) -> PublishResult:
-        """Publish all entries at once; an id is in `confirmed` only after the broker's ack."""
-        ...
-
-    @property
-    def connected(self) -> bool: ...
-
-    async def close(self) -> None: ...
 
 
 class AmqpPublisher:

@@ -54,9 +54,9 @@ from pamqp.common import FieldValue
 from pydantic import ValidationError
 
 from signup.adapters.consumer_metrics import ConsumerStats
-from signup.adapters.failures import PermanentFailure, TransientFailure
 from signup.adapters.processed import ProcessedEvents
 from signup.domain.events import USER_NEW, UserRegistered
+from signup.service_layer.failures import PermanentFailure, TransientFailure
 
 ATTEMPTS_HEADER = "x-signup-attempts"
 REASON_HEADER = "x-signup-reason"

@@ -1,4 +1,5 @@
-"""Pushing contacts to the CRM: the `Crm` port and its signed-webhook HTTP adapter.
+"""Pushing contacts to the CRM: the signed-webhook HTTP adapter of the `Crm` port
+(`signup.service_layer.ports`).
 
 Requests are signed the Standard Webhooks way (https://www.standardwebhooks.com/):
 `webhook-id` (the event id, stable across retries so the receiver can deduplicate),
@@ -18,24 +19,16 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import orjson
 
-from signup.adapters.failures import PermanentFailure, TransientFailure
+from signup.service_layer.failures import PermanentFailure, TransientFailure
 from signup.settings import Settings
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 RETRYABLE_STATUSES = frozenset({408, 429})
-
-
-class Crm(Protocol):
-    """Creates or updates one contact; `idempotency_key` is the event id."""
-
-    async def push_contact(self, idempotency_key: str, contact: Mapping[str, Any]) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 def signing_key(secret: str) -> bytes:

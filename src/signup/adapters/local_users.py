@@ -15,7 +15,6 @@ from argon2 import PasswordHasher, Type
 
 from signup.domain.errors import ProviderUnavailable
 from signup.domain.model import Applicant, CreatedAccount
-from signup.service_layer.unit_of_work import Transaction, UnitOfWork
 
 # The hashing threads run at this niceness: as many of them as cores, at 0 they took
 # half the CPU from the event loop in a burst of sign-ups (and the loop answers every
@@ -42,8 +41,11 @@ class LocalIdentityProvider:
     costs little memory (Argon2's memory is taken by the running ones); the bound is on
     the wait.
 
-    The account row itself is written by the service layer in the same transaction as
-    the sign-up and its outbox event, so creation and event can never part.
+    It makes the account (id, Argon2id hash) and stores nothing: the service layer
+    writes the account row in the same transaction as the sign-up and its outbox event,
+    so creation and event can never part, and it reads accounts back from that store
+    itself (`RegistrationService.accounts_for`). So this provider has no
+    `find_by_email` and no database of its own.
     """
 
     name = "local"
@@ -51,7 +53,6 @@ class LocalIdentityProvider:
 
     def __init__(
         self,
-        uow: UnitOfWork,
         clock: Callable[[], datetime],
         *,
         time_cost: int = 2,
@@ -60,7 +61,6 @@ class LocalIdentityProvider:
         threads: int = 2,
         queue: int = 64,
     ) -> None:
-        self._uow = uow
         self._clock = clock
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
@@ -108,13 +108,6 @@ class LocalIdentityProvider:
             name=applicant.name,
             password_hash=await self.hash_password(password),
         )
-
-    async def find_by_email(self, email: str) -> list[CreatedAccount]:
-        async def look(tx: Transaction) -> CreatedAccount | None:
-            return await tx.users.by_email(email)
-
-        account = await self._uow.read(look)
-        return [account] if account else []
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -1,4 +1,5 @@
-"""Sending e-mail: the `Mailer` port and its SMTP adapter (aiosmtplib).
+"""Sending e-mail: the SMTP adapter (aiosmtplib) of the `Mailer` port
+(`signup.service_layer.ports`).
 
 Failures are sorted for the worker runtime:
 - `PermanentFailure`: the server refused this recipient or this message for good
@@ -11,18 +12,11 @@ Failures are sorted for the worker runtime:
 from __future__ import annotations
 
 from email.message import EmailMessage
-from typing import Protocol
 
 import aiosmtplib
 
-from signup.adapters.failures import PermanentFailure, TransientFailure
+from signup.service_layer.failures import PermanentFailure, TransientFailure
 from signup.settings import Settings
-
-
-class Mailer(Protocol):
-    """Delivers one complete message (headers From/To/Subject/Message-ID already set)."""
-
-    async def send(self, message: EmailMessage) -> None: ...
 
 
 def _is_permanent(code: int) -> bool:

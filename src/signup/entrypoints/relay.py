@@ -13,8 +13,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from signup import metrics
-from signup.adapters.broker import EventPublisher
-from signup.adapters.repository import OutboxEntry
+from signup.service_layer.ports import EventPublisher, OutboxEntry
 from signup.service_layer.unit_of_work import Transaction, UnitOfWork
 
 log = structlog.get_logger(__name__)

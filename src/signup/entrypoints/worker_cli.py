@@ -26,9 +26,9 @@ from signup.adapters.consumer import (
     requeue_dead_letters,
 )
 from signup.adapters.consumer_metrics import ConsumerStats
-from signup.adapters.crm import Crm, HttpCrm
+from signup.adapters.crm import HttpCrm
 from signup.adapters.database import create_engine, migrate
-from signup.adapters.mailer import Mailer, SmtpMailer
+from signup.adapters.mailer import SmtpMailer
 from signup.adapters.processed import SqlProcessedEvents
 from signup.log_config import configure_logging
 from signup.service_layer.consumers import (
@@ -39,6 +39,7 @@ from signup.service_layer.consumers import (
     send_welcome_email,
     sync_contact,
 )
+from signup.service_layer.ports import Crm, Mailer
 from signup.settings import Settings
 
 worker_app = typer.Typer(

@@ -24,11 +24,10 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from signup.adapters.crm import Crm
-from signup.adapters.failures import PermanentFailure
-from signup.adapters.mailer import Mailer
 from signup.domain.events import UserRegistered, iso_millis
 from signup.domain.names import greeting_from
+from signup.service_layer.failures import PermanentFailure
+from signup.service_layer.ports import Crm, Mailer
 
 WELCOME_EMAIL = "welcome-email"
 CRM_SYNC = "crm-sync"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -13,7 +13,6 @@ import orjson
 import structlog
 import uuid_utils
 
-from signup.adapters.identity import IdentityProvider
 from signup.domain.commands import RegisterUser
 from signup.domain.errors import (
     AccountAlreadyCompleted,
@@ -26,6 +25,7 @@ from signup.domain.errors import (
 )
 from signup.domain.events import UserRegistered, UserRegisteredData
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
+from signup.service_layer.ports import AccountDirectory, IdentityProvider
 from signup.service_layer.unit_of_work import Transaction, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -70,6 +70,19 @@ class RegistrationService:
     # A pending sign-up younger than this is taken to be still in flight.
     in_flight_for: timedelta = timedelta(seconds=30)
     new_id: Callable[[], str] = time_ordered_id
+
+    # Where accounts are found by e-mail: the provider when it keeps them, else None and
+    # our own store (`accounts_for`).
+    _directory: AccountDirectory | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.provider.transactional:
+            return
+        if not isinstance(self.provider, AccountDirectory):
+            raise TypeError(
+                f"{self.provider.name} keeps its own accounts: it must find them by e-mail"
+            )
+        self._directory = self.provider
 
     # ---- the use case -------------------------------------------------------------
 
@@ -254,7 +267,7 @@ class RegistrationService:
             or now - s.requested_at >= self.in_flight_for
         }
         if attempts.keys() - {signup.id}:  # else no account of ours can be there
-            for account in await self.provider.find_by_email(email):
+            for account in await self.accounts_for(email):
                 attempt = attempts.get(account.intent_id or "")
                 if attempt is None:
                     continue
@@ -334,10 +347,23 @@ class RegistrationService:
         One made after the intent by anyone else (a second tab, a stranger) is not it;
         that account's own sign-up accounts for it.
         """
-        for account in await self.provider.find_by_email(signup.applicant.email):
+        for account in await self.accounts_for(signup.applicant.email):
             if account.intent_id == signup.id:
                 return account
         return None
+
+    async def accounts_for(self, email: str) -> list[CreatedAccount]:
+        """The accounts of this address: asked of a provider that keeps them (Auth0); read
+        from our own store, in a transaction of our own, when we keep them (the local
+        provider), never through the provider, which holds no database of its own."""
+        if self._directory is not None:
+            return await self._directory.find_by_email(email)
+
+        async def stored(tx: Transaction) -> CreatedAccount | None:
+            return await tx.users.by_email(email)
+
+        account = await self.uow.read(stored)
+        return [account] if account else []
 
     async def _settle(self, signup: SignUp) -> None:
         async def settle(tx: Transaction) -> None:

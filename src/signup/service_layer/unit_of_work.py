@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from signup.adapters.repository import (
+from signup.service_layer.ports import (
     LeaseRepository,
     OutboxRepository,
     SignUpRepository,

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
-from signup.adapters.broker import PublishResult
-from signup.adapters.repository import OutboxEntry, OutboxStatus
 from signup.domain.errors import AccountAlreadyCompleted, EmailAlreadyRegistered, RequestInProgress
 from signup.domain.events import UserRegistered
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
+from signup.service_layer.ports import OutboxEntry, OutboxStatus, PublishResult
 from signup.service_layer.unit_of_work import Work
 
 T = TypeVar("T")

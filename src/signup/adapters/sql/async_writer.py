@@ -9,9 +9,9 @@ import contextlib
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from signup.adapters.repository import OutboxEntry
 from signup.adapters.sql.batches import BatchSettings, Committed, Job, Outcome, deliver
 from signup.adapters.sql.repositories import SqlTransaction
+from signup.service_layer.ports import OutboxEntry
 
 
 class AsyncWriter:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from signup.adapters.repository import OutboxEntry
+from signup.service_layer.ports import OutboxEntry
 from signup.service_layer.unit_of_work import Work
 
 log = structlog.get_logger("signup.adapters.sql")

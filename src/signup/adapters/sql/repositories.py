@@ -1,4 +1,4 @@
-"""The SQL repositories: the ports of `signup.adapters.repository` on SQLAlchemy.
+"""The SQL repositories: the ports of `signup.service_layer.ports` on SQLAlchemy.
 
 The same code runs on PostgreSQL (an `AsyncConnection`, asyncpg) and on SQLite (an
 `InlineConnection`, whose awaits never suspend: docs/decisions/0002-sqlite-fast-path.md).
@@ -16,12 +16,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from signup.adapters import tables as t
-from signup.adapters.repository import OutboxEntry, OutboxStatus
 from signup.adapters.sql import statements as st
 from signup.adapters.sql.sqlite_fast import Changed, InlineConnection
 from signup.domain.errors import AccountAlreadyCompleted, EmailAlreadyRegistered, RequestInProgress
 from signup.domain.events import UserRegistered
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
+from signup.service_layer.ports import OutboxEntry, OutboxStatus
 
 AnyConnection = AsyncConnection | InlineConnection
 

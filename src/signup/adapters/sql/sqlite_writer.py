@@ -20,10 +20,10 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from signup.adapters.database import SQLITE_BUSY_TIMEOUT_MS
-from signup.adapters.repository import OutboxEntry
 from signup.adapters.sql.batches import BatchSettings, Committed, Job, Outcome, deliver
 from signup.adapters.sql.repositories import SqlTransaction
 from signup.adapters.sql.sqlite_fast import InlineConnection, Plans, run_inline
+from signup.service_layer.ports import OutboxEntry
 
 log = structlog.get_logger(__name__)
 

@@ -11,12 +11,12 @@ from typing import TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from signup.adapters.repository import OutboxEntry
 from signup.adapters.sql.async_writer import AsyncWriter
 from signup.adapters.sql.batches import Job
 from signup.adapters.sql.repositories import SqlTransaction
 from signup.adapters.sql.sqlite_fast import InlineConnection, run_inline
 from signup.adapters.sql.sqlite_writer import SqliteWriter
+from signup.service_layer.ports import OutboxEntry
 from signup.service_layer.unit_of_work import Work
 
 T = TypeVar("T")

@@ -1,7 +1,8 @@
 """How a consumer's side effect failed: the runtime parks one and retries the other.
 
-Adapters (SMTP, CRM) raise these with a short human reason; the use cases let them
-through or raise their own; the worker runtime (`signup.adapters.consumer`) maps
+Part of the `Mailer` and `Crm` ports (`signup.service_layer.ports`): their adapters
+(SMTP, CRM) raise these with a short human reason; the use cases let them through or
+raise their own; the worker runtime (`signup.adapters.consumer`) maps
 `PermanentFailure` to "park in `<queue>.dead` now" and `TransientFailure` (and any
 unexpected exception) to "retry later with a growing delay".
 """

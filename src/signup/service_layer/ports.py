@@ -1,0 +1,187 @@
+"""The ports: what the service layer asks of the world outside it, as Protocols.
+
+Each is implemented in `signup.adapters` (and by the fakes in `signup.testing.fakes`):
+
+| port | adapters |
+| --- | --- |
+| `IdentityProvider`, `AccountDirectory` | `adapters.auth0`, `adapters.local_users` |
+| `SignUpRepository`, `OutboxRepository`, `UserRepository`, `LeaseRepository` | `adapters.sql` |
+| `EventPublisher` | `adapters.broker` |
+| `Mailer` | `adapters.mailer` |
+| `Crm` | `adapters.crm` |
+
+The unit of work that hands out the repositories is `signup.service_layer.unit_of_work`.
+The layers are checked by import-linter (`[tool.importlinter]` in pyproject.toml,
+docs/decisions/0018-layers-enforced.md): nothing here may import an adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any, Protocol, runtime_checkable
+
+from signup.domain.events import UserRegistered
+from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
+
+# ---- identity ----------------------------------------------------------------------
+
+
+class IdentityProvider(Protocol):
+    """Creates accounts (Auth0, the local user store, test fakes).
+
+    `create_user` raises, from `signup.domain.errors`:
+    - `EmailAlreadyRegistered` when the e-mail already has an account;
+    - `FieldRejected` when the provider refuses a value (its password policy, say);
+    - `ProviderUnavailable(retry_after=…)` when nothing was created and a later try may work;
+    - `OutcomeUnknown` when the request may have been carried out but the answer was lost.
+    """
+
+    name: str
+    # True when the account is a row the service layer writes inside its own transaction
+    # (the local store): no intent record is needed, the outcome is never unknown, and
+    # the service layer finds accounts in its own store. False: the provider keeps the
+    # accounts, and must be an `AccountDirectory` too.
+    transactional: bool
+
+    async def create_user(self, applicant: Applicant, password: str) -> CreatedAccount: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class AccountDirectory(Protocol):
+    """Finds the accounts a provider keeps, by e-mail (a 409's owner, reconciliation)."""
+
+    async def find_by_email(self, email: str) -> list[CreatedAccount]: ...
+
+
+# ---- storage, inside one transaction ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    event_id: str
+    routing_key: str
+    event_type: str
+    payload: bytes
+    created_at: datetime
+    attempts: int = 0
+    # The row's place in the outbox: a later row has a higher one.
+    position: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatus:
+    pending: int
+    oldest_pending_at: datetime | None
+    published: int
+
+
+class SignUpRepository(Protocol):
+    async def add(self, signup: SignUp) -> None: ...
+
+    async def get(self, signup_id: str) -> SignUp | None: ...
+
+    async def by_idempotency_key(self, key: str) -> SignUp | None: ...
+
+    async def unsettled_for_email(self, email: str) -> list[SignUp]:
+        """Pending or abandoned sign-ups of this e-mail, oldest first: attempts whose
+        account may exist without its event."""
+        ...
+
+    async def pending_before(self, cutoff: datetime, limit: int) -> list[SignUp]: ...
+
+    async def created_for(self, user_id: str, email: str, account_email: str) -> SignUp | None:
+        """The sign-up that completed with this account (under either e-mail)."""
+        ...
+
+    async def settle(self, signup: SignUp, *, expected: SignUpStatus) -> bool:
+        """Write the sign-up's new state if it is still `expected`; False if someone else won."""
+        ...
+
+
+class OutboxRepository(Protocol):
+    async def add(self, event: UserRegistered) -> None: ...
+
+    async def claim(
+        self, holder: str, until: datetime, now: datetime, limit: int
+    ) -> list[OutboxEntry]:
+        """Lease up to `limit` unpublished entries (oldest first) that no live lease holds."""
+        ...
+
+    async def unpublished(self, limit: int, after: int = 0) -> list[OutboxEntry]:
+        """Up to `limit` unpublished entries past position `after`, oldest first, leased or
+        not (a plain read)."""
+        ...
+
+    async def mark_published(self, event_ids: list[str], at: datetime) -> None: ...
+
+    async def release(self, event_ids: list[str], error: str) -> None: ...
+
+    async def status(self) -> OutboxStatus: ...
+
+    async def select_for_replay(
+        self, since: datetime | None, event_id: str | None, limit: int, after_id: int
+    ) -> list[tuple[int, OutboxEntry]]: ...
+
+
+class UserRepository(Protocol):
+    """The local identity provider's own accounts."""
+
+    async def add(self, account: CreatedAccount) -> None:
+        """Raises `EmailAlreadyRegistered` when the e-mail is taken."""
+        ...
+
+    async def exists(self, email: str) -> bool: ...
+
+    async def by_email(self, email: str) -> CreatedAccount | None: ...
+
+
+class LeaseRepository(Protocol):
+    async def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Take or renew the lease `name`; False while another holder's lease is live."""
+        ...
+
+    async def release(self, name: str, holder: str) -> None: ...
+
+
+# ---- publishing the outbox ---------------------------------------------------------
+
+
+@dataclass
+class PublishResult:
+    confirmed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class EventPublisher(Protocol):
+    async def publish(self, entries: list[OutboxEntry]) -> PublishResult:
+        """Publish all entries at once; an id is in `confirmed` only after the broker's ack."""
+        ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+# ---- the consumers' side effects ---------------------------------------------------
+# Both raise `signup.service_layer.failures.PermanentFailure` (park the message) or
+# `TransientFailure` (retry it later).
+
+
+class Mailer(Protocol):
+    """Delivers one complete message (headers From/To/Subject/Message-ID already set)."""
+
+    async def send(self, message: EmailMessage) -> None: ...
+
+
+class Crm(Protocol):
+    """Creates or updates one contact; `idempotency_key` is the event id."""
+
+    async def push_contact(self, idempotency_key: str, contact: Mapping[str, Any]) -> None: ...
+
+    async def close(self) -> None: ...
