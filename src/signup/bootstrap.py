@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signup import metrics
 from signup.adapters.broker import AmqpPublisher
+from signup.adapters.commit_watch import CommitWatch
+from signup.adapters.commit_watch import follow_commits as follow
 from signup.adapters.database import (
-    CommitWatch,
     create_engine,
     create_sqlite_reader,
     create_sqlite_writer,
@@ -23,10 +24,9 @@ from signup.adapters.database import (
 from signup.adapters.local_users import LocalIdentityProvider
 from signup.adapters.rate_limit import AttemptLimiter, LimitsAttemptLimiter
 from signup.adapters.sql import SqlUnitOfWork
-from signup.entrypoints.relay import Relay
-from signup.entrypoints.relay import follow_commits as follow
 from signup.service_layer.ports import EventPublisher, IdentityProvider
 from signup.service_layer.registration import RegistrationService
+from signup.service_layer.relay import Relay
 from signup.settings import Settings
 
 log = structlog.get_logger(__name__)

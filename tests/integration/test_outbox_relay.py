@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from signup.adapters import tables
 from signup.adapters.broker import AmqpPublisher
+from signup.adapters.commit_watch import CommitWatch, follow_commits
 from signup.adapters.database import (
-    CommitWatch,
     create_engine,
     create_sqlite_reader,
     create_sqlite_writer,
@@ -27,9 +27,9 @@ from signup.domain.commands import RegisterUser
 from signup.domain.errors import EmailAlreadyRegistered
 from signup.domain.events import UserRegistered, UserRegisteredData
 from signup.domain.model import Applicant, SignUp, SignUpStatus
-from signup.entrypoints.relay import Relay, follow_commits
 from signup.service_layer.ports import OutboxEntry, PublishResult
 from signup.service_layer.registration import RegistrationService
+from signup.service_layer.relay import Relay
 from signup.service_layer.unit_of_work import Transaction
 
 

@@ -11,9 +11,10 @@ from typing import Any
 
 from signup.domain.commands import RegisterUser
 from signup.domain.model import Applicant
-from signup.entrypoints.relay import RELAY_LEASE, Relay
 from signup.service_layer.ports import OutboxEntry, PublishResult
 from signup.service_layer.registration import RegistrationService
+from signup.service_layer.relay import RELAY_LEASE, Relay
+from signup.testing.clock import ManualClock as ManualTimers
 from signup.testing.fakes import FakeIdentityProvider, FakePublisher, FakeUnitOfWork, ManualClock
 
 
@@ -53,7 +54,7 @@ async def test_events_are_marked_sent_only_once_confirmed() -> None:
 async def test_a_follower_waits_out_its_poll_instead_of_asking_for_the_lease_on_every_wake() -> (
     None
 ):
-    uow, now = FakeUnitOfWork(), clock()
+    uow, now, timers = FakeUnitOfWork(), clock(), ManualTimers()
     await uow.run(
         lambda tx: tx.leases.acquire(RELAY_LEASE, "leader", now(), datetime(2100, 1, 1, tzinfo=UTC))
     )
@@ -64,17 +65,28 @@ async def test_a_follower_waits_out_its_poll_instead_of_asking_for_the_lease_on_
         exclusive=True,
         holder="follower",
         poll_seconds=0.1,
+        timers=timers,
     )
+    commits_before = uow.commits
+
+    def asks() -> int:
+        return uow.commits - commits_before
+
     stop = asyncio.Event()
     task = asyncio.create_task(follower.run(stop))
-    commits_before = uow.commits
-    for _ in range(50):  # its own process keeps committing outbox rows
-        follower.wake()
-        await asyncio.sleep(0.01)
-    stop.set()
-    await task
-    asks = uow.commits - commits_before
-    assert 1 <= asks <= 10, f"the follower asked for the lease {asks} times in about 0.5 s"
+    try:
+        await until(lambda: asks() == 1 and timers.timers == 1)  # asked, then asleep
+        for _ in range(50):  # its own process keeps committing outbox rows
+            follower.wake()
+            await asyncio.sleep(0)  # a turn of the loop for the follower to react
+        assert asks() == 1, "a wake-up is no reason to ask again"
+        for period in (2, 3):
+            timers.advance(0.1)
+            await until(lambda p=period: timers.timers == 1 and asks() >= p)
+            assert asks() == period, "one ask per poll period"
+    finally:
+        stop.set()
+        await task
 
 
 class HeldPublisher(FakePublisher):
@@ -95,10 +107,18 @@ class HeldPublisher(FakePublisher):
         return await super().publish(entries)
 
 
-async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    async with asyncio.timeout(seconds):
-        while not condition():
-            await asyncio.sleep(0.005)
+async def until(
+    condition: Callable[[], bool], timers: ManualTimers | None = None, turns: int = 10_000
+) -> None:
+    """Run the loop until `condition` holds, moving `timers` on 1 ms a turn: the relay's
+    pauses pass on its clock, not the wall's, and nothing here waits for real time."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)  # one turn of the loop, not a wait
+        if timers is not None:
+            timers.advance(0.001)
+    raise AssertionError(f"not so after {turns} turns of the loop")
 
 
 @dataclass
@@ -108,6 +128,7 @@ class Held:
     uow: FakeUnitOfWork = field(default_factory=FakeUnitOfWork)
     now: ManualClock = field(default_factory=clock)
     publisher: HeldPublisher = field(default_factory=HeldPublisher)
+    timers: ManualTimers = field(default_factory=ManualTimers)
 
     def __post_init__(self) -> None:
         self.provider = FakeIdentityProvider(self.now)
@@ -119,7 +140,12 @@ class Held:
 
     def relay(self, **options: Any) -> Relay:
         return Relay(
-            uow=self.uow, publisher=self.publisher, clock=self.now, exclusive=True, **options
+            uow=self.uow,
+            publisher=self.publisher,
+            clock=self.now,
+            exclusive=True,
+            timers=self.timers,
+            **options,
         )
 
     @asynccontextmanager
@@ -127,22 +153,23 @@ class Held:
         """`signed` sign-ups, then the relay running until `batches` batches are out."""
         await self.sign_up(signed)
         relay = self.relay(**options)
-        async with running(relay):
+        async with running(relay, self.timers):
             try:
-                await until(lambda: len(self.publisher.batches) == batches)
+                await until(lambda: len(self.publisher.batches) == batches, self.timers)
                 yield relay
             finally:
                 self.publisher.release.set()  # a failed test does not leave batches held
 
 
 @asynccontextmanager
-async def running(relay: Relay) -> AsyncIterator[None]:
+async def running(relay: Relay, timers: ManualTimers) -> AsyncIterator[None]:
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
         yield
     finally:
         stop.set()
+        await until(task.done, timers)  # a pause under way ends on the relay's clock
         await task
 
 
@@ -153,7 +180,7 @@ async def test_the_next_batch_goes_out_while_the_last_awaits_its_confirms() -> N
         sent_ids = [i for batch in held.publisher.batches for i in batch]
         assert sorted(sent_ids) == sorted(held.uow.state.outbox), "each once"
         held.publisher.release.set()
-        await until(lambda: relay.published == 5)
+        await until(lambda: relay.published == 5, held.timers)
     assert [e.event_id for e in held.publisher.sent] == list(held.uow.state.outbox)
     assert (await held.uow.read(lambda tx: tx.outbox.status())).pending == 0
 
@@ -163,7 +190,7 @@ async def test_a_failed_batch_is_sent_again_and_the_confirmed_ones_are_not() -> 
     held.publisher.failing = {0}
     async with held.relaying(4, batches=2, batch_size=2) as relay:
         held.publisher.release.set()
-        await until(lambda: relay.published == 4)
+        await until(lambda: relay.published == 4, held.timers)
     first, _second, *again = held.publisher.batches
     assert again == [first], "only the nacked batch is published again"
     assert sorted(e.event_id for e in held.publisher.sent) == sorted(held.uow.state.outbox)
@@ -177,11 +204,11 @@ async def test_rows_committed_while_batches_fly_go_out_without_a_read() -> None:
         later = [e for i, e in held.uow.state.outbox.items() if i not in first]
         relay.committed(later[:1])
         relay.committed(later[1:])  # another commit within the gathering time: same batch
-        await until(lambda: len(held.publisher.batches) == 2)
+        await until(lambda: len(held.publisher.batches) == 2, held.timers)
         assert held.publisher.batches == [first, [e.event_id for e in later]]
         assert relay.taken_at_commit == 1, "sent as handed over, not read by a woken relay"
         held.publisher.release.set()
-        await until(lambda: relay.published == 4)
+        await until(lambda: relay.published == 4, held.timers)
     assert len(held.publisher.sent) == 4, "each event once"
 
 
@@ -192,6 +219,6 @@ async def test_rows_that_do_not_follow_on_are_left_to_the_relay_to_read() -> Non
         *_, fourth = held.uow.state.outbox.values()
         relay.committed([fourth])  # row 3 is not read yet: 4 must wait for it
         held.publisher.release.set()
-        await until(lambda: relay.published == 4)
+        await until(lambda: relay.published == 4, held.timers)
     sent = [e.event_id for e in held.publisher.sent]
     assert sent == list(held.uow.state.outbox), "in order, once"

@@ -138,37 +138,6 @@ def migrate(url: str) -> None:
     command.upgrade(config, "head")
 
 
-class CommitWatch:
-    """Tells when another connection committed to a SQLite file (`PRAGMA data_version`).
-
-    A relay in a process of its own learns of new outbox rows this way within a few
-    milliseconds, without a write transaction or a query on the outbox per look: the
-    pragma reads a counter in the shared WAL index.
-    """
-
-    def __init__(self, url: str) -> None:
-        if not watchable(url):
-            raise ValueError("a commit watch needs a SQLite file")
-        self._conn = sqlite3.connect(
-            str(make_url(url).database), timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None
-        )
-        self._seen = self._version()
-
-    def _version(self) -> int:
-        row = self._conn.execute("PRAGMA data_version").fetchone()
-        return int(row[0])
-
-    def changed(self) -> bool:
-        version = self._version()
-        if version == self._seen:
-            return False
-        self._seen = version
-        return True
-
-    def close(self) -> None:
-        self._conn.close()
-
-
 def watchable(url: str) -> bool:
     parsed = make_url(url)
     return parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")

@@ -17,7 +17,7 @@ docs/decisions/0018-layers-enforced.md): nothing here may import an adapter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -166,6 +166,24 @@ class EventPublisher(Protocol):
     def connected(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+# ---- time ---------------------------------------------------------------------------
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Timers(Protocol):
+    """The event loop's clock and timers, behind a seam so that tests move time by hand
+    (`signup.testing.clock.ManualClock` fits) instead of sleeping."""
+
+    def monotonic(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        """Run `callback` once `delay` seconds have passed on `monotonic`."""
+        ...
 
 
 # ---- the consumers' side effects ---------------------------------------------------

@@ -1,4 +1,10 @@
-"""The outbox relay: publishes committed events, marks them sent only after the confirm."""
+"""The outbox relay: publishes committed events, marks them sent only after the confirm.
+
+What to publish, who publishes (the lease on SQLite), and how rows are batched are
+decided here (docs/decisions/0008-relay-in-the-web-process.md); the broker behind
+`EventPublisher` is an adapter (`signup.adapters.broker`), and so is what wakes the
+relay on another process's commit (`signup.adapters.commit_watch`).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from signup import metrics
-from signup.service_layer.ports import EventPublisher, OutboxEntry
+from signup.service_layer.ports import EventPublisher, OutboxEntry, Timer, Timers
 from signup.service_layer.unit_of_work import Transaction, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -22,6 +28,16 @@ RELAY_LEASE = "relay"
 
 def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{id(object()):x}"[:64]
+
+
+class LoopTimers:
+    """The running event loop's clock and timers (tests give a clock they move by hand)."""
+
+    def monotonic(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return asyncio.get_running_loop().call_later(delay, callback)
 
 
 @dataclass
@@ -45,6 +61,8 @@ class Relay:
     # while the broker is still confirming (writing to disk) the ones before it.
     max_in_flight: int = 8
     holder: str = field(default_factory=holder_name)
+    # What the relay's pauses and polls are measured on; `clock` is for the rows' times.
+    timers: Timers = field(default_factory=LoopTimers)
     published: int = field(default=0, init=False)
     taken_at_commit: int = field(default=0, init=False)  # batches that needed no read
     # Woken since the last read; and the future a sleeping relay waits on. One plain
@@ -63,7 +81,7 @@ class Relay:
     _backoff: float = field(default=0.0, init=False)
     # Rows taken at commit, waiting to go out together (at most `gather_seconds`).
     _held: list[OutboxEntry] = field(default_factory=list, init=False)
-    _held_timer: asyncio.TimerHandle | None = field(default=None, init=False)
+    _held_timer: Timer | None = field(default=None, init=False)
     _last_start: float = field(default=0.0, init=False)
 
     def committed(self, entries: list[OutboxEntry]) -> None:
@@ -83,9 +101,8 @@ class Relay:
         if len(self._held) >= self.enough_rows:
             self._release_held()
         elif self._held_timer is None:
-            loop = asyncio.get_running_loop()
-            wait = self._last_start + self.gather_seconds - loop.time()
-            self._held_timer = loop.call_later(max(wait, 0.0), self._release_held)
+            wait = self._last_start + self.gather_seconds - self.timers.monotonic()
+            self._held_timer = self.timers.call_later(max(wait, 0.0), self._release_held)
 
     def _release_held(self) -> None:
         held = self._held
@@ -136,8 +153,8 @@ class Relay:
         stopping = asyncio.ensure_future(stop.wait())
         stopping.add_done_callback(lambda _: self._rouse())
         self._running = True
-        loop = asyncio.get_running_loop()
-        next_reconcile = loop.time() + self.reconcile_every
+        timers = self.timers
+        next_reconcile = timers.monotonic() + self.reconcile_every
         last_drain = -self.gather_seconds
         try:
             while not stop.is_set():
@@ -158,13 +175,13 @@ class Relay:
                         await self._sleep(stop, self._backoff)
                     # A short pause after the last batch lets a burst of commits make one
                     # batch (one read, one publish, one write) instead of one each.
-                    pause = last_drain + self.gather_seconds - loop.time()
+                    pause = last_drain + self.gather_seconds - timers.monotonic()
                     if pause > 0:
-                        await asyncio.sleep(pause)
-                    last_drain = loop.time()
+                        await self._pause(pause)
+                    last_drain = timers.monotonic()
                     launched = await self._launch()
-                    if self.reconcile and loop.time() >= next_reconcile:
-                        next_reconcile = loop.time() + self.reconcile_every
+                    if self.reconcile and timers.monotonic() >= next_reconcile:
+                        next_reconcile = timers.monotonic() + self.reconcile_every
                         await self.reconcile()
                     if launched:
                         if len(self._flying) >= self.max_in_flight:
@@ -201,7 +218,7 @@ class Relay:
         return True
 
     def _start(self, entries: list[OutboxEntry]) -> None:
-        self._last_start = asyncio.get_running_loop().time()
+        self._last_start = self.timers.monotonic()
         task = asyncio.create_task(self._send(entries), name="relay-batch")
         self._flying.add(task)
         task.add_done_callback(self._finished)
@@ -268,7 +285,9 @@ class Relay:
             self._failed = True
             self.wake()
             metrics.PUBLISHES.labels("failed").inc(len(result.failed))
-            log.warning(
+            # Disconnected: the publisher has said once that events wait in the outbox;
+            # a warning every retry would bury it.
+            (log.warning if self.publisher.connected else log.debug)(
                 "relay.publish_failed",
                 failed=len(result.failed),
                 reason=next(iter(result.failed.values())),
@@ -302,28 +321,25 @@ class Relay:
         self._leader, self._lease_until = False, None
         await tx.leases.release(RELAY_LEASE, self.holder)
 
+    async def _pause(self, seconds: float) -> None:
+        """`asyncio.sleep`, on `timers`: neither a wake-up nor the stop signal ends it."""
+        paused = asyncio.get_running_loop().create_future()
+        timer = self.timers.call_later(
+            seconds, lambda: None if paused.done() else paused.set_result(None)
+        )
+        try:
+            await paused
+        finally:
+            timer.cancel()
+
     async def _sleep(self, stop: asyncio.Event, seconds: float, *, wakeable: bool = True) -> None:
         if stop.is_set() or (wakeable and self._woken):
             return
-        loop = asyncio.get_running_loop()
-        self._asleep = asleep = loop.create_future()
+        self._asleep = asleep = asyncio.get_running_loop().create_future()
         self._wakeable = wakeable
-        timer = loop.call_later(seconds, self._rouse)
+        timer = self.timers.call_later(seconds, self._rouse)
         try:
             await asleep
         finally:
             timer.cancel()
             self._asleep, self._wakeable = None, True
-
-
-async def follow_commits(
-    relay: Relay, changed: Callable[[], bool], stop: asyncio.Event, every: float = 0.01
-) -> None:
-    """Wake `relay` whenever another process commits (a relay apart from the web app).
-
-    Looks every `every` seconds, so a burst of commits makes one batch, not one each.
-    """
-    while not stop.is_set():
-        await asyncio.sleep(every)
-        if changed():
-            relay.wake()
