@@ -1,10 +1,17 @@
-"""The composition root: builds the real adapters from settings (tests pass fakes)."""
+"""The composition root: builds the real adapters from settings (tests pass fakes).
+
+The web app, `signup relay` and the CLI's outbox commands take a `Container` from
+`bootstrap`; the workers take their consumer from `build_consumer`. Nothing else
+builds adapters, and the layers below import none of this (pyproject.toml,
+`[tool.importlinter]`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import functools
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +22,8 @@ from signup import metrics
 from signup.adapters.broker import AmqpPublisher
 from signup.adapters.commit_watch import CommitWatch
 from signup.adapters.commit_watch import follow_commits as follow
+from signup.adapters.consumer import DEFAULT_PREFIX, Consumer, Handler, Topology
+from signup.adapters.crm import HttpCrm
 from signup.adapters.database import (
     create_engine,
     create_sqlite_reader,
@@ -22,9 +31,18 @@ from signup.adapters.database import (
     watchable,
 )
 from signup.adapters.local_users import LocalIdentityProvider
+from signup.adapters.mailer import SmtpMailer
+from signup.adapters.processed import SqlProcessedEvents
 from signup.adapters.rate_limit import AttemptLimiter, LimitsAttemptLimiter
 from signup.adapters.sql import SqlUnitOfWork
-from signup.service_layer.ports import EventPublisher, IdentityProvider
+from signup.service_layer.consumers import (
+    CONSUMERS,
+    WELCOME_EMAIL,
+    Brand,
+    send_welcome_email,
+    sync_contact,
+)
+from signup.service_layer.ports import Crm, EventPublisher, IdentityProvider, Mailer
 from signup.service_layer.registration import RegistrationService
 from signup.service_layer.relay import Relay
 from signup.settings import Settings
@@ -156,3 +174,56 @@ def bootstrap(
         limiter=limiter,
         engines=[writer, reader],
     )
+
+
+# ---- the workers -------------------------------------------------------------------
+
+
+def topology_for(name: str, settings: Settings, *, prefix: str = DEFAULT_PREFIX) -> Topology:
+    return Topology(
+        name=name,
+        exchange=settings.exchange,
+        retry_delays_seconds=tuple(settings.worker_retry_delays_seconds),
+        delivery_limit=settings.worker_delivery_limit,
+        prefix=prefix,
+    )
+
+
+@contextlib.asynccontextmanager
+async def build_consumer(
+    name: str,
+    settings: Settings,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    mailer: Mailer | None = None,
+    crm: Crm | None = None,
+) -> AsyncIterator[Consumer]:
+    """The consumer NAME wired to its real adapters (or the given ones); closes them after."""
+    if name not in CONSUMERS:
+        raise ValueError(f"unknown consumer {name!r}; known: {', '.join(CONSUMERS)}")
+    own_crm: Crm | None = None
+    handler: Handler
+    if name == WELCOME_EMAIL:
+        brand = Brand(
+            site_name=settings.site_name, site_url=settings.site_url, mail_from=settings.mail_from
+        )
+        handler = functools.partial(
+            send_welcome_email, mailer=mailer or SmtpMailer.from_settings(settings), brand=brand
+        )
+    else:
+        if crm is None:
+            crm = own_crm = HttpCrm.from_settings(settings)
+        handler = functools.partial(sync_contact, crm=crm)
+    engine = create_engine(settings.database_url, pool_size=2)
+    try:
+        yield Consumer(
+            topology=topology_for(name, settings, prefix=prefix),
+            amqp_url=settings.amqp_url.get_secret_value(),
+            handler=handler,
+            processed=SqlProcessedEvents(engine),
+            prefetch=settings.worker_prefetch,
+        )
+    finally:
+        if own_crm is not None:
+            await own_crm.close()
+        await engine.dispose()

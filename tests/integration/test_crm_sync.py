@@ -19,8 +19,8 @@ from worker_fixtures import (
 )
 
 from signup.adapters.consumer import list_dead_letters
+from signup.bootstrap import build_consumer
 from signup.domain.events import iso_millis
-from signup.entrypoints.worker_cli import build_consumer
 from signup.settings import Settings
 
 __all__ = ["broker", "crm_receiver", "sqlite_url"]  # fixtures

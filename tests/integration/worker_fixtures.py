@@ -364,7 +364,7 @@ def close_broker_connections(user_provided_name: str) -> int:
 @contextlib.asynccontextmanager
 async def worker(broker: Broker, name: str, settings: Settings) -> AsyncIterator[Consumer]:
     """Consumer NAME as `signup worker NAME` wires it (real adapters), started."""
-    from signup.entrypoints.worker_cli import build_consumer
+    from signup.bootstrap import build_consumer
 
     broker.topology(name)  # the same names as the worker's, deleted at teardown
     async with build_consumer(name, settings, prefix=broker.prefix) as consumer:

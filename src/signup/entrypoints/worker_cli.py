@@ -1,44 +1,26 @@
 """`signup worker …`: run a `user.new` consumer, inspect and requeue its parked messages.
 
-Mounted by the main CLI as `app.add_typer(worker_app, name="worker")`.
-`run_worker` is the composition root of a consumer (tests call it with their own
-settings and a stop event).
+Mounted by the main CLI as `app.add_typer(worker_app, name="worker")`. The consumer is
+built by the composition root (`signup.bootstrap.build_consumer`); `run_worker` runs it
+as a process does, until a signal (tests call it with their own settings and a stop
+event).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import signal
-from collections.abc import AsyncIterator
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from signup.adapters.consumer import (
-    DEFAULT_PREFIX,
-    Consumer,
-    Handler,
-    Topology,
-    list_dead_letters,
-    requeue_dead_letters,
-)
+from signup.adapters.consumer import DEFAULT_PREFIX, list_dead_letters, requeue_dead_letters
 from signup.adapters.consumer_metrics import ConsumerStats
-from signup.adapters.crm import HttpCrm
-from signup.adapters.database import create_engine, migrate
-from signup.adapters.mailer import SmtpMailer
-from signup.adapters.processed import SqlProcessedEvents
+from signup.adapters.database import migrate
 from signup.log_config import configure_logging
-from signup.service_layer.consumers import (
-    CONSUMERS,
-    CRM_SYNC,
-    WELCOME_EMAIL,
-    Brand,
-    send_welcome_email,
-    sync_contact,
-)
+from signup.service_layer.consumers import CONSUMERS, CRM_SYNC, WELCOME_EMAIL
 from signup.service_layer.ports import Crm, Mailer
 from signup.settings import Settings
 
@@ -60,56 +42,6 @@ PREFIX_OPTION = typer.Option(
 )
 
 
-def topology_for(name: str, settings: Settings, *, prefix: str = DEFAULT_PREFIX) -> Topology:
-    return Topology(
-        name=name,
-        exchange=settings.exchange,
-        retry_delays_seconds=tuple(settings.worker_retry_delays_seconds),
-        delivery_limit=settings.worker_delivery_limit,
-        prefix=prefix,
-    )
-
-
-@contextlib.asynccontextmanager
-async def build_consumer(
-    name: str,
-    settings: Settings,
-    *,
-    prefix: str = DEFAULT_PREFIX,
-    mailer: Mailer | None = None,
-    crm: Crm | None = None,
-) -> AsyncIterator[Consumer]:
-    """The consumer NAME wired to its real adapters (or the given ones); closes them after."""
-    if name not in CONSUMERS:
-        raise ValueError(f"unknown consumer {name!r}; known: {', '.join(CONSUMERS)}")
-    own_crm: Crm | None = None
-    handler: Handler
-    if name == WELCOME_EMAIL:
-        brand = Brand(
-            site_name=settings.site_name, site_url=settings.site_url, mail_from=settings.mail_from
-        )
-        handler = functools.partial(
-            send_welcome_email, mailer=mailer or SmtpMailer.from_settings(settings), brand=brand
-        )
-    else:
-        if crm is None:
-            crm = own_crm = HttpCrm.from_settings(settings)
-        handler = functools.partial(sync_contact, crm=crm)
-    engine = create_engine(settings.database_url, pool_size=2)
-    try:
-        yield Consumer(
-            topology=topology_for(name, settings, prefix=prefix),
-            amqp_url=settings.amqp_url.get_secret_value(),
-            handler=handler,
-            processed=SqlProcessedEvents(engine),
-            prefetch=settings.worker_prefetch,
-        )
-    finally:
-        if own_crm is not None:
-            await own_crm.close()
-        await engine.dispose()
-
-
 async def run_worker(
     name: str,
     settings: Settings,
@@ -121,6 +53,8 @@ async def run_worker(
     apply_migrations: bool = True,
 ) -> ConsumerStats:
     """Run consumer NAME until `stop` is set (by default: until SIGTERM or SIGINT)."""
+    from signup.bootstrap import build_consumer  # not at import: `signup --help` stays quick
+
     if apply_migrations:  # idempotent; alembic runs its own event loop, so in a thread
         await asyncio.to_thread(migrate, settings.database_url)
     loop = asyncio.get_running_loop()
@@ -204,6 +138,8 @@ def dead_letters(
 
     Read-only: the messages stay where they are.
     """
+    from signup.bootstrap import topology_for
+
     settings = Settings()
     topology = topology_for(name, settings, prefix=prefix)
     try:
@@ -247,6 +183,8 @@ def requeue(
     """
     if all_ == (event_id is not None):
         raise typer.BadParameter("give exactly one of --all or --event-id")
+    from signup.bootstrap import topology_for
+
     settings = Settings()
     topology = topology_for(name, settings, prefix=prefix)
     try:
