@@ -199,7 +199,7 @@ class Auth0IdentityProvider:
         retry = False
         for _ in range(_MAX_ATTEMPTS):
             token = await self._tokens.get()
-            await self.gate.acquire(deadline, first=retry)
+            ticket = await self.gate.acquire(deadline, first=retry)
             answer: Answer | None = None
             try:
                 answer = await self._transport.exchange(
@@ -230,6 +230,7 @@ class Auth0IdentityProvider:
                 self.gate.release(
                     answer.headers if answer is not None else None,
                     answer.status if answer is not None else None,
+                    ticket=ticket,
                 )
             retry = True
             if answer.status == 401:

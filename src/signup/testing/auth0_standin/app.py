@@ -80,6 +80,7 @@ class Auth0Standin:
             self.config.burst,
             clock=self._clock,
             wall_clock=self._wall_clock,
+            reset_means=self.config.reset_means,
         )
 
     def configure(self, **changes: Any) -> StandinConfig:
@@ -88,7 +89,12 @@ class Auth0Standin:
         self.config = dataclasses.replace(old, **coerce_changes(changes))
         if "seed" in changes:
             self._faults.reseed(self.config.seed)
-        if old.rate_per_second != self.config.rate_per_second or old.burst != self.config.burst:
+        new = self.config
+        if (old.rate_per_second, old.burst, old.reset_means) != (
+            new.rate_per_second,
+            new.burst,
+            new.reset_means,
+        ):
             self._rate = self._make_rate_limit()
         return self.config
 

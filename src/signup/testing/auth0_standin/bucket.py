@@ -4,6 +4,11 @@ Every Management API answer carries the three headers, as docs/auth0.md document
 `x-ratelimit-limit`, `x-ratelimit-remaining`, and `x-ratelimit-reset` in Unix seconds.
 The service paces its calls by them, so they must say what the bucket will do.
 
+What the reset names is read two ways, and tenants have been seen to answer both:
+`"full-bucket"` (the default, as Auth0's documentation has it: when the bucket is full
+again) and `"next-token"` (when the next call may be made: now, rounded up, while a token
+is left). `reset_means` picks one, so the client can be tested against either.
+
 Time comes from two callables, so a test can drive it: `clock` (monotonic) times the
 refill, `wall_clock` (Unix seconds) gives the reset. The defaults are `time.monotonic` and
 `time.time`.
@@ -14,8 +19,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Literal, get_args
 
 Clock = Callable[[], float]
+
+ResetMeans = Literal["full-bucket", "next-token"]
+RESET_MEANINGS: tuple[str, ...] = get_args(ResetMeans)
 
 # Rate-limit headers when the bucket is off.
 UNLIMITED = 1_000_000
@@ -31,9 +40,13 @@ class TokenBucket:
         *,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        reset_means: ResetMeans = "full-bucket",
     ) -> None:
+        if reset_means not in RESET_MEANINGS:
+            raise ValueError(f"reset_means must be one of {', '.join(RESET_MEANINGS)}")
         self.rate = rate
         self.burst = burst
+        self.reset_means = reset_means
         self.tokens = float(burst)
         self._clock = clock
         self._wall_clock = wall_clock
@@ -52,8 +65,13 @@ class TokenBucket:
         return False
 
     def headers(self) -> dict[str, str]:
-        # The reset is when the bucket is full again, as docs/auth0.md has it.
-        reset = math.ceil(self._wall_clock() + (self.burst - self.tokens) / self.rate)
+        self._refill()
+        # Rounded up: at the time the header names, what it promises is there.
+        if self.reset_means == "next-token":
+            missing = max(0.0, 1.0 - self.tokens)
+        else:
+            missing = self.burst - self.tokens
+        reset = math.ceil(self._wall_clock() + missing / self.rate)
         return {
             "x-ratelimit-limit": str(self.burst),
             "x-ratelimit-remaining": str(int(self.tokens)),
@@ -71,10 +89,11 @@ class RateLimit:
         *,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        reset_means: ResetMeans = "full-bucket",
     ) -> None:
         self._wall_clock = wall_clock
         self.bucket = (
-            TokenBucket(rate, burst, clock=clock, wall_clock=wall_clock)
+            TokenBucket(rate, burst, clock=clock, wall_clock=wall_clock, reset_means=reset_means)
             if rate is not None
             else None
         )

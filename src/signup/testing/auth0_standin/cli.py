@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from .app import running_standin
+from .bucket import RESET_MEANINGS
 from .config import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -47,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token-expires-in", type=int, default=86400)
     p.add_argument("--rate", type=float, default=None, help="bucket refill per second (off)")
     p.add_argument("--burst", type=int, default=10)
+    p.add_argument(
+        "--reset-means",
+        choices=RESET_MEANINGS,
+        default="full-bucket",
+        help="what x-ratelimit-reset names: the bucket full again, or the next token",
+    )
     p.add_argument("--seed", type=int, default=0)
     for share in FAULT_SHARES:
         p.add_argument("--" + share.replace("_", "-"), type=float, default=0.0)
@@ -69,6 +76,7 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "token_expires_in": args.token_expires_in,
         "rate_per_second": args.rate,
         "burst": args.burst,
+        "reset_means": args.reset_means,
         "seed": args.seed,
         "slow_seconds": args.slow_seconds,
         "hang_seconds": args.hang_seconds,

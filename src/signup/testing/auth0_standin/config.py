@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from .bucket import RESET_MEANINGS, ResetMeans
+
 PasswordPolicy = Literal["none", "low", "fair", "good", "excellent"]
 PASSWORD_POLICIES: tuple[str, ...] = get_args(PasswordPolicy)
 
@@ -48,6 +50,8 @@ class StandinConfig:
     password_history: frozenset[str] = frozenset()  # answered as "used before"
     rate_per_second: float | None = None  # None: no bucket (very large limit)
     burst: int = 10
+    # What x-ratelimit-reset names: when the bucket is full again, or the next token.
+    reset_means: ResetMeans = "full-bucket"
     # Fault injection on create calls (shares 0..1, together at most 1).
     share_500: float = 0.0
     share_503: float = 0.0
@@ -70,6 +74,8 @@ class StandinConfig:
             raise ValueError("rate_per_second must be positive (or None for no limit)")
         if self.burst < 1:
             raise ValueError("burst must be at least 1")
+        if self.reset_means not in RESET_MEANINGS:
+            raise ValueError(f"reset_means must be one of {', '.join(RESET_MEANINGS)}")
 
     @property
     def audience(self) -> str:
