@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from mail_fixtures import ATTACKS, WELCOME_HEADERS, assert_only_what_we_wrote, wire_header_names
 from pydantic import ValidationError
 
-from signup.adapters.consumer import Topology, _KeyedLocks, _malformed_reason
+from signup.adapters.consumer import Topology
+from signup.adapters.consumer.runtime import _KeyedLocks, _malformed_reason
 from signup.adapters.crm import HttpCrm, sign, signing_key
 from signup.adapters.mailer import SmtpMailer
 from signup.domain.events import UserRegistered, UserRegisteredData

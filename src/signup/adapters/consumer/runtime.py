@@ -1,17 +1,5 @@
 """The worker runtime: one `user.new` consumer on RabbitMQ (aio-pika), with delayed
-retries, a parking queue and once-per-event-id side effects.
-
-Topology of consumer NAME (prefix `signup`; every declaration is idempotent and is
-made by the worker itself, again after every reconnect):
-
-    exchange (topic, durable) ──user.new──▶ signup.NAME
-        quorum queue, x-delivery-limit; a message the broker gives up on (it was
-        handed out and returned too often, e.g. it crashed the worker each time) is
-        dead-lettered by the broker to signup.NAME.dead
-    signup.NAME.retry.<ms>   one classic durable queue per retry delay, x-message-ttl=<ms>,
-        dead-lettering through the default exchange back to signup.NAME (no plugin;
-        one TTL per queue keeps expiry in FIFO order)
-    signup.NAME.dead         classic durable: parked messages, reason in `x-signup-reason`
+retries, a parking queue (`topology`) and once-per-event-id side effects.
 
 Per message: parse as `UserRegistered` (malformed: park at once) → skip when the
 event id is already recorded as processed → run the handler → record the id → ack.
@@ -34,14 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
-import orjson
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -50,101 +35,26 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     HeadersType,
 )
-from pamqp.common import FieldValue
 from pydantic import ValidationError
 
+from signup.adapters.consumer.messages import (
+    ATTEMPTS_HEADER,
+    CONSUMER_HEADER,
+    PARKED_AT_HEADER,
+    REASON_HEADER,
+    as_int,
+    clip,
+    copy_message,
+)
+from signup.adapters.consumer.topology import Topology
 from signup.adapters.consumer_metrics import ConsumerStats
 from signup.adapters.processed import ProcessedEvents
-from signup.domain.events import USER_NEW, UserRegistered
+from signup.domain.events import UserRegistered
 from signup.service_layer.failures import PermanentFailure, TransientFailure
-
-ATTEMPTS_HEADER = "x-signup-attempts"
-REASON_HEADER = "x-signup-reason"
-CONSUMER_HEADER = "x-signup-consumer"
-PARKED_AT_HEADER = "x-signup-parked-at"
-REQUEUED_HEADER = "x-signup-requeued"
-DEFAULT_PREFIX = "signup"
-MAX_REASON_CHARS = 500
-# Broker bookkeeping dropped when a parked message goes back to the main queue, so the
-# broker's dead-letter cycle detection does not mistake the requeue for a loop.
-_DEATH_HEADERS = (
-    "x-death",
-    "x-first-death-exchange",
-    "x-first-death-queue",
-    "x-first-death-reason",
-    "x-last-death-exchange",
-    "x-last-death-queue",
-    "x-last-death-reason",
-)
 
 Handler = Callable[[UserRegistered], Awaitable[None]]
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Topology:
-    """Names and arguments of one consumer's exchange binding and queues."""
-
-    name: str
-    exchange: str
-    retry_delays_seconds: Sequence[float] = (5.0, 30.0, 300.0, 1800.0)
-    delivery_limit: int = 20
-    prefix: str = DEFAULT_PREFIX
-    routing_key: str = USER_NEW
-
-    @property
-    def queue(self) -> str:
-        return f"{self.prefix}.{self.name}"
-
-    @property
-    def dead_queue(self) -> str:
-        return f"{self.queue}.dead"
-
-    @property
-    def retry_delays_ms(self) -> tuple[int, ...]:
-        return tuple(max(0, math.ceil(seconds * 1000)) for seconds in self.retry_delays_seconds)
-
-    def retry_queue(self, delay_ms: int) -> str:
-        return f"{self.queue}.retry.{delay_ms}"
-
-    @property
-    def retry_queues(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.retry_queue(ms) for ms in self.retry_delays_ms))
-
-    def queue_arguments(self) -> dict[str, FieldValue]:
-        return {
-            "x-queue-type": "quorum",
-            "x-delivery-limit": self.delivery_limit,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": self.dead_queue,
-        }
-
-    def retry_arguments(self, delay_ms: int) -> dict[str, FieldValue]:
-        return {
-            "x-queue-type": "classic",
-            "x-message-ttl": delay_ms,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": self.queue,
-        }
-
-    async def declare(self, channel: AbstractChannel) -> AbstractQueue:
-        """Declare everything (idempotently) and return the main queue."""
-        exchange = await channel.declare_exchange(
-            self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        await channel.declare_queue(
-            self.dead_queue, durable=True, arguments={"x-queue-type": "classic"}
-        )
-        for delay_ms in dict.fromkeys(self.retry_delays_ms):
-            await channel.declare_queue(
-                self.retry_queue(delay_ms), durable=True, arguments=self.retry_arguments(delay_ms)
-            )
-        queue = await channel.declare_queue(
-            self.queue, durable=True, arguments=self.queue_arguments()
-        )
-        await queue.bind(exchange, self.routing_key)
-        return queue
 
 
 class _KeyedLocks:
@@ -168,68 +78,14 @@ class _KeyedLocks:
                 self._locks[key] = (lock, users - 1)
 
 
-def _clip(text: str, limit: int = MAX_REASON_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _malformed_reason(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         parts = []
         for error in exc.errors()[:5]:
             where = ".".join(str(part) for part in error["loc"]) or "body"
             parts.append(f"{where}: {error['msg']}")
-        return _clip("malformed user.new event: " + "; ".join(parts))
-    return _clip(f"malformed user.new event: {type(exc).__name__}: {exc}")
-
-
-def _as_text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def _as_int(value: object) -> int:
-    try:
-        return int(_as_text(value) or 0)
-    except ValueError:
-        return 0
-
-
-def _copy(message: AbstractIncomingMessage, headers: HeadersType) -> aio_pika.Message:
-    """The same body and properties (persistent), with new headers.
-
-    `expiration` and `user_id` are not carried over: one would expire the copy, the
-    other must name the publishing connection's own user.
-    """
-    return aio_pika.Message(
-        body=message.body,
-        headers=headers,
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        priority=message.priority,
-        correlation_id=message.correlation_id,
-        reply_to=message.reply_to,
-        message_id=message.message_id,
-        timestamp=message.timestamp,
-        type=message.type,
-        app_id=message.app_id,
-    )
-
-
-def event_id_of(message: AbstractIncomingMessage) -> str | None:
-    """The event id: the AMQP `message_id`, else the CloudEvent `id` in the body."""
-    if message.message_id:
-        return message.message_id
-    try:
-        body = orjson.loads(message.body)
-    except orjson.JSONDecodeError:
-        return None
-    value = body.get("id") if isinstance(body, dict) else None
-    return value if isinstance(value, str) else None
+        return clip("malformed user.new event: " + "; ".join(parts))
+    return clip(f"malformed user.new event: {type(exc).__name__}: {exc}")
 
 
 class Consumer:
@@ -356,7 +212,7 @@ class Consumer:
             return
         logger = self._log.bind(event_id=event.id)
         async with self._locks.hold(event.id):
-            attempts = _as_int(message.headers.get(ATTEMPTS_HEADER)) + 1
+            attempts = as_int(message.headers.get(ATTEMPTS_HEADER)) + 1
             try:
                 if await self._processed.is_processed(self.name, event.id):
                     await self._ack(message)
@@ -420,9 +276,9 @@ class Consumer:
         headers: HeadersType = {
             **message.headers,
             ATTEMPTS_HEADER: attempts,
-            REASON_HEADER: _clip(reason),
+            REASON_HEADER: clip(reason),
         }
-        await self._publish(_copy(message, headers), self.topology.retry_queue(delay_ms))
+        await self._publish(copy_message(message, headers), self.topology.retry_queue(delay_ms))
         await self._ack(message)
         self.stats.count_retried()
         self._log.info(
@@ -433,114 +289,11 @@ class Consumer:
         headers: HeadersType = {
             **message.headers,
             ATTEMPTS_HEADER: attempts,
-            REASON_HEADER: _clip(reason),
+            REASON_HEADER: clip(reason),
             CONSUMER_HEADER: self.name,
             PARKED_AT_HEADER: datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        await self._publish(_copy(message, headers), self.topology.dead_queue)
+        await self._publish(copy_message(message, headers), self.topology.dead_queue)
         await self._ack(message)
         self.stats.count_dead_lettered()
-        self._log.warning("message parked", message_id=message.message_id, reason=_clip(reason))
-
-
-# Operations on parked messages (the `signup worker dead-letters|requeue` commands).
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    event_id: str | None
-    reason: str
-    attempts: int
-    parked_at: str | None
-    headers: Mapping[str, Any] = field(repr=False, default_factory=dict)
-
-
-def _reason_of(headers: Mapping[str, Any]) -> str:
-    reason = _as_text(headers.get(REASON_HEADER))
-    if reason:
-        return reason
-    # Dead-lettered by the broker itself (delivery limit reached).
-    broker_reason = _as_text(headers.get("x-first-death-reason"))
-    if broker_reason:
-        return f"broker: {broker_reason}"
-    deaths = headers.get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        return f"broker: {_as_text(deaths[0].get('reason'))}"
-    return "unknown"
-
-
-def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:
-    headers = dict(message.headers)
-    return DeadLetter(
-        event_id=event_id_of(message),
-        reason=_reason_of(headers),
-        attempts=_as_int(headers.get(ATTEMPTS_HEADER)),
-        parked_at=_as_text(headers.get(PARKED_AT_HEADER)),
-        headers=headers,
-    )
-
-
-async def list_dead_letters(
-    amqp_url: str, topology: Topology, *, limit: int = 100
-) -> tuple[list[DeadLetter], int]:
-    """Up to `limit` parked messages (left in place) and how many are parked in all."""
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        dead = await channel.declare_queue(topology.dead_queue, passive=True)
-        total = dead.declaration_result.message_count or 0
-        letters: list[DeadLetter] = []
-        # Fetched without ack; closing the channel puts them all back, in order.
-        for _ in range(min(total, limit)):
-            message = await dead.get(no_ack=False, fail=False)
-            if message is None:
-                break
-            letters.append(_dead_letter(message))
-    return letters, total
-
-
-async def requeue_dead_letters(
-    amqp_url: str, topology: Topology, *, event_id: str | None = None
-) -> int:
-    """Move parked messages (all, or those of one event id) back to the main queue.
-
-    Attempts and reason are reset, so a requeued message gets the full retry schedule.
-    Each is published with a confirm before it is removed from the dead queue.
-    """
-    connection = await aio_pika.connect(amqp_url)
-    moved = 0
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        await channel.declare_queue(topology.queue, passive=True)
-        dead = await channel.declare_queue(topology.dead_queue, passive=True)
-        total = dead.declaration_result.message_count or 0
-        for _ in range(total):
-            message = await dead.get(no_ack=False, fail=False)
-            if message is None:
-                break
-            if event_id is not None and event_id_of(message) != event_id:
-                continue  # stays unacked until the channel closes: back in place
-            headers: HeadersType = {
-                key: value
-                for key, value in message.headers.items()
-                if key not in _DEATH_HEADERS
-                and key not in (ATTEMPTS_HEADER, REASON_HEADER, PARKED_AT_HEADER, CONSUMER_HEADER)
-            }
-            headers[REQUEUED_HEADER] = _as_int(message.headers.get(REQUEUED_HEADER)) + 1
-            await channel.default_exchange.publish(
-                _copy(message, headers), routing_key=topology.queue, mandatory=True
-            )
-            await message.ack()
-            moved += 1
-    return moved
-
-
-async def delete_topology(amqp_url: str, topology: Topology, *, exchange: bool = False) -> None:
-    """Delete the consumer's queues (and the exchange when asked); for tests and teardown."""
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        for name in (topology.queue, topology.dead_queue, *topology.retry_queues):
-            await channel.queue_delete(name, if_unused=False, if_empty=False)
-        if exchange:
-            await channel.exchange_delete(topology.exchange)
+        self._log.warning("message parked", message_id=message.message_id, reason=clip(reason))
