@@ -122,14 +122,15 @@ def bootstrap(
     clock: Callable[[], datetime] = utc_now,
 ) -> Container:
     """Wire everything; nothing connects until first used (engines and clients are lazy)."""
-    writer = create_engine(settings.database_url, writer=True)
-    reader = create_engine(settings.database_url)
+    sync = settings.sqlite_synchronous
+    writer = create_engine(settings.database_url, writer=True, synchronous=sync)
+    reader = create_engine(settings.database_url, synchronous=sync)
     uow = SqlUnitOfWork(
         writer=writer,
         reader=reader,
         clock=clock,
-        inline_writer=create_sqlite_writer(settings.database_url),
-        inline_reader=create_sqlite_reader(settings.database_url),
+        inline_writer=create_sqlite_writer(settings.database_url, sync),
+        inline_reader=create_sqlite_reader(settings.database_url, sync),
     )
     provider = provider or build_provider(settings, clock)
     registration = RegistrationService(
@@ -214,7 +215,9 @@ async def build_consumer(
         if crm is None:
             crm = own_crm = HttpCrm.from_settings(settings)
         handler = functools.partial(sync_contact, crm=crm)
-    engine = create_engine(settings.database_url, pool_size=2)
+    engine = create_engine(
+        settings.database_url, pool_size=2, synchronous=settings.sqlite_synchronous
+    )
     try:
         yield Consumer(
             topology=topology_for(name, settings, prefix=prefix),

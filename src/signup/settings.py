@@ -16,6 +16,10 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite+aiosqlite:///./var/signup.db"
+    # SQLite only: `full` syncs the WAL at each commit (one sync per group-commit batch),
+    # so no answered or provider-created sign-up is lost in a power loss; `normal` skips
+    # that sync, accepting that risk (docs/decisions/0017-sqlite-durability.md).
+    sqlite_synchronous: Literal["full", "normal"] = "full"
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@localhost:5672/")
     exchange: str = "users"
     event_source: str = "urn:signup:naked-coders"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, event
 from sqlalchemy import create_engine as create_sync_engine
@@ -14,6 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# `full`: every commit syncs the WAL before it returns, so a sign-up's intent is on disk
+# before the provider is called and its completion before the 201; a power loss loses
+# nothing that was answered or sent on. `normal` syncs only at checkpoints: a power
+# loss may undo the last commits (docs/decisions/0017-sqlite-durability.md).
+Synchronous = Literal["full", "normal"]
 
 
 def _ensure_sqlite_folder(url: str) -> None:
@@ -22,7 +27,9 @@ def _ensure_sqlite_folder(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str, *, pool_size: int = 10, writer: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, writer: bool = False, synchronous: Synchronous = "full"
+) -> AsyncEngine:
     """An engine for `url`; a `writer` engine on SQLite takes the write lock at BEGIN.
 
     SQLite's default deferred transactions fail with SQLITE_BUSY_SNAPSHOT when a
@@ -37,19 +44,19 @@ def create_engine(url: str, *, pool_size: int = 10, writer: bool = False) -> Asy
             pool_size=1 if writer else pool_size,
             max_overflow=0 if writer else pool_size,
         )
-        _sqlite_setup(engine.sync_engine, writer=writer)
+        _sqlite_setup(engine.sync_engine, writer=writer, synchronous=synchronous)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
-def create_sqlite_writer(url: str) -> Engine | None:
+def create_sqlite_writer(url: str, synchronous: Synchronous = "full") -> Engine | None:
     """For a SQLite file: a plain (pysqlite) writer engine with the same settings.
 
     The unit of work runs each batch on it start to commit without leaving the event
     loop, so a batch costs no hand-over between threads at all. None for other
     databases and for in-memory SQLite (a second engine would see another database).
     """
-    engine = _plain_sqlite(url, writer=True)
+    engine = _plain_sqlite(url, writer=True, synchronous=synchronous)
     if engine is not None:
 
         @event.listens_for(engine, "connect")
@@ -60,12 +67,12 @@ def create_sqlite_writer(url: str) -> Engine | None:
     return engine
 
 
-def create_sqlite_reader(url: str) -> Engine | None:
+def create_sqlite_reader(url: str, synchronous: Synchronous = "full") -> Engine | None:
     """For a SQLite file: a plain engine for quick reads on the event loop."""
-    return _plain_sqlite(url, writer=False)
+    return _plain_sqlite(url, writer=False, synchronous=synchronous)
 
 
-def _plain_sqlite(url: str, *, writer: bool) -> Engine | None:
+def _plain_sqlite(url: str, *, writer: bool, synchronous: Synchronous) -> Engine | None:
     if not watchable(url):
         return None
     _ensure_sqlite_folder(url)
@@ -75,11 +82,13 @@ def _plain_sqlite(url: str, *, writer: bool) -> Engine | None:
         pool_size=1,
         max_overflow=0,
     )
-    _sqlite_setup(engine, writer=writer)
+    _sqlite_setup(engine, writer=writer, synchronous=synchronous)
     return engine
 
 
-def _sqlite_setup(engine: Engine, *, writer: bool) -> None:
+def _sqlite_setup(engine: Engine, *, writer: bool, synchronous: Synchronous) -> None:
+    if synchronous not in ("full", "normal"):  # it is spliced into a PRAGMA below
+        raise ValueError(f"synchronous must be full or normal, not {synchronous!r}")
     begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
 
     @event.listens_for(engine, "begin")
@@ -98,10 +107,11 @@ def _sqlite_setup(engine: Engine, *, writer: bool) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        # WAL lets readers run beside the writer; NORMAL is durable at every
-        # checkpoint and loses no committed transaction on a process crash.
+        # WAL lets readers run beside the writer. Both levels lose no committed
+        # transaction on a process crash; only FULL keeps them through a power loss, at
+        # one WAL sync per commit, shared by the batch's sign-ups (see `Synchronous`).
         _wal(cursor)
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -167,6 +167,9 @@ class SqliteWriter:
         finally:
             self._unlock_file()
             self._flush_due = False
+        # Only now is any caller answered: with synchronous=FULL the commit returned
+        # after the WAL's sync, so the provider call or the 201 that follows is never
+        # ahead of the disk (tests/faults/test_power_loss_order.py).
         self._deliver(jobs, outcomes, written)
         if self._pending:
             self._flush_due = True
