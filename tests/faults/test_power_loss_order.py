@@ -55,9 +55,10 @@ class Call:
     result: str
 
 
-_DONE = re.compile(r"^(\d+) (\w+)\((.*)\) += (.*)$")
-_UNFINISHED = re.compile(r"^(\d+) (\w+)\((.*) <unfinished \.\.\.>$")
-_RESUMED = re.compile(r"^(\d+) <\.\.\. (\w+) resumed>.*\) += (.*)$")
+# strace pads the pid column: "812  write(" as well as "16458 write(".
+_DONE = re.compile(r"^(\d+) +(\w+)\((.*)\) += (.*)$")
+_UNFINISHED = re.compile(r"^(\d+) +(\w+)\((.*) <unfinished \.\.\.>$")
+_RESUMED = re.compile(r"^(\d+) +<\.\.\. (\w+) resumed>.*\) += (.*)$")
 
 
 def parse_trace(text: str) -> list[Call]:
