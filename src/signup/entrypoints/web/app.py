@@ -49,8 +49,7 @@ def create_app(
                     own.start_relay(follow_commits=settings.web_concurrency > 1)
                 # What start-up made (modules, routes, schemas, the adapters) lives as long
                 # as the process: out of the collector's sight, a full collection no longer
-                # walks it (one was a 35-50 ms stop of everything in flight, every few
-                # thousand sign-ups).
+                # walks it and stops everything in flight (docs/decisions/0009).
                 gc.freeze()
                 try:
                     yield
@@ -116,8 +115,8 @@ def create_app(
 
     if settings.allowed_origins:
         # Only other origins' browsers need CORS answers: with none allowed, the guard
-        # refuses their posts and the middleware would only add `Vary: Origin` to every
-        # response (22-29 us a request on the sign-up path).
+        # refuses their posts and the middleware would only add `Vary: Origin` (and its
+        # cost, docs/decisions/0012) to every response.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=sorted(filter(None, map(normalise_origin, settings.allowed_origins))),

@@ -11,13 +11,12 @@ from signup.entrypoints.web.app import create_app
 from signup.log_config import configure_logging
 from signup.settings import Settings
 
-# A young collection walks every young object still alive. With a hundred sign-ups in
-# flight that is thousands of objects (their coroutines, frames and buffers), and at
-# CPython's default of 700 net allocations it ran ~150 times a second at full load:
-# 11-16 % of the worker's CPU, finding next to nothing, as almost everything a sign-up
-# makes is freed by reference counting. 50,000 is above what the sign-ups in flight
-# hold at once, so a collection runs only once that many objects have piled up (cycles
-# left behind), not on every swell of the load.
+# A young collection walks every young object still alive: with a hundred sign-ups in
+# flight, thousands of them, and at CPython's default threshold it ran many times a
+# second finding next to nothing, as almost everything a sign-up makes is freed by
+# reference counting. 50,000 is above what the sign-ups in flight hold at once, so a
+# collection runs only once that many objects have piled up (cycles left behind), not
+# on every swell of the load. The measurement: docs/decisions/0009.
 YOUNG_COLLECTION_THRESHOLD = 50_000
 
 
