@@ -111,6 +111,13 @@ outbox = Table(
         sqlite_where=Column("published_at").is_(None),
         postgresql_where=Column("published_at").is_(None),
     ),
+    # Pruning's range: published rows only, so an insert never touches it (0004).
+    Index(
+        "ix_outbox_published_at",
+        "published_at",
+        sqlite_where=Column("published_at").is_not(None),
+        postgresql_where=Column("published_at").is_not(None),
+    ),
 )
 
 processed_events = Table(
@@ -119,6 +126,7 @@ processed_events = Table(
     Column("consumer", String(64), primary_key=True),
     Column("event_id", String(64), primary_key=True),
     Column("processed_at", UTCDateTime(), nullable=False),
+    Index("ix_processed_events_processed_at", "consumer", "processed_at"),
 )
 
 leases = Table(
