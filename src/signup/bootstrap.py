@@ -45,6 +45,7 @@ from signup.service_layer.consumers import (
 from signup.service_layer.ports import Crm, EventPublisher, IdentityProvider, Mailer
 from signup.service_layer.registration import RegistrationService
 from signup.service_layer.relay import Relay
+from signup.service_layer.retention import Pruner
 from signup.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -66,6 +67,7 @@ class Container:
     engines: list[AsyncEngine] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _relay_task: asyncio.Task[None] | None = None
+    _prune_task: asyncio.Task[None] | None = None
     _follower: asyncio.Task[None] | None = None
     _watch: CommitWatch | None = None
 
@@ -73,6 +75,9 @@ class Container:
         """Run the relay; `follow_commits`: on a SQLite file, wake it on other processes'
         commits too (a relay apart, or several web workers)."""
         self._relay_task = asyncio.create_task(self.relay.run(self._stop), name="relay")
+        self._prune_task = asyncio.create_task(
+            outbox_pruner(self.settings, self.uow).run(self._stop), name="outbox-pruner"
+        )
         if follow_commits and watchable(self.settings.database_url):
             self._watch = CommitWatch(self.settings.database_url)
             self._follower = asyncio.create_task(
@@ -89,6 +94,8 @@ class Container:
                 self._relay_task.cancel()
         if self._follower is not None:
             await self._follower
+        if self._prune_task is not None:
+            await self._prune_task
         if self._watch is not None:
             self._watch.close()
         await self.uow.close()
@@ -97,6 +104,23 @@ class Container:
                 await closer()
         for engine in self.engines:
             await engine.dispose()
+
+
+def outbox_pruner(settings: Settings, uow: SqlUnitOfWork) -> Pruner:
+    """Deletes published outbox rows past SIGNUP_OUTBOX_RETENTION_DAYS, beside the relay."""
+
+    async def delete_batch(before: datetime, limit: int) -> int:
+        return await uow.run(lambda tx: tx.outbox.prune_published(before, limit))
+
+    return Pruner(
+        name="outbox",
+        delete_batch=delete_batch,
+        clock=uow.clock,
+        retention=timedelta(days=settings.outbox_retention_days),
+        batch=settings.prune_batch_size,
+        pause=settings.prune_pause_seconds,
+        every=settings.prune_every_seconds,
+    )
 
 
 def build_provider(settings: Settings, clock: Callable[[], datetime]) -> IdentityProvider:
@@ -218,13 +242,23 @@ async def build_consumer(
     engine = create_engine(
         settings.database_url, pool_size=2, synchronous=settings.sqlite_synchronous
     )
+    processed = SqlProcessedEvents(engine)
     try:
         yield Consumer(
             topology=topology_for(name, settings, prefix=prefix),
             amqp_url=settings.amqp_url.get_secret_value(),
             handler=handler,
-            processed=SqlProcessedEvents(engine),
+            processed=processed,
             prefetch=settings.worker_prefetch,
+            pruner=Pruner(
+                name="processed_events",
+                delete_batch=functools.partial(processed.prune, name),
+                clock=utc_now,
+                retention=timedelta(days=settings.processed_retention_days),
+                batch=settings.prune_batch_size,
+                pause=settings.prune_pause_seconds,
+                every=settings.prune_every_seconds,
+            ),
         )
     finally:
         if own_crm is not None:

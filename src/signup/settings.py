@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     relay_lease_seconds: float = Field(default=30.0, gt=0)
     reconcile_after_seconds: float = Field(default=120.0, ge=0)
     reconcile_every_seconds: float = Field(default=60.0, gt=0)
+    # Retention: published outbox rows and processed event ids older than this are
+    # deleted, a batch at a time, beside the relay and in each worker. A replay can
+    # only re-send what the outbox still holds; keep processed ids longer than outbox
+    # rows so a replayed event is still recognised as done.
+    outbox_retention_days: float = Field(default=7.0, gt=0)
+    processed_retention_days: float = Field(default=30.0, gt=0)
+    prune_every_seconds: float = Field(default=300.0, gt=0)
+    prune_batch_size: int = Field(default=500, ge=1, le=10_000)
+    prune_pause_seconds: float = Field(default=0.05, ge=0)
 
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_memory_kib: int = Field(default=19456, ge=8)

@@ -11,13 +11,26 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy import and_, delete, exists, select
+from sqlalchemy import and_, bindparam, delete, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
 from signup.adapters.tables import processed_events
+
+_p = processed_events.c
+# One consumer's ids recorded before the cut-off, oldest first, a batch at a time
+# (ix_processed_events_processed_at); deleted by their primary key.
+PRUNE = delete(processed_events).where(
+    _p.consumer == bindparam("p_consumer"),
+    _p.event_id.in_(
+        select(_p.event_id)
+        .where(_p.consumer == bindparam("p_consumer"), _p.processed_at < bindparam("p_before"))
+        .order_by(_p.processed_at)
+        .limit(bindparam("p_limit"))
+    ),
+)
 
 
 class ProcessedEvents(Protocol):
@@ -90,3 +103,15 @@ class SqlProcessedEvents:
                 )
             )
         return result.rowcount == 1
+
+    async def prune(self, consumer: str, before: datetime, limit: int) -> int:
+        """Forget up to `limit` of this consumer's ids recorded before `before`.
+
+        Past the retention an id is not looked for any more: the outbox keeps events
+        for less time than this, so a replay cannot send one back after its id is gone
+        (SIGNUP_OUTBOX_RETENTION_DAYS < SIGNUP_PROCESSED_RETENTION_DAYS).
+        """
+        params = {"p_consumer": consumer, "p_before": before, "p_limit": limit}
+        async with self._engine.begin() as connection:
+            result = await connection.execute(PRUNE, params)
+        return int(result.rowcount)

@@ -158,18 +158,31 @@ def reconcile(
         raise typer.Exit(1)
 
 
+def _read_only(settings: Settings) -> None:
+    """A look, not a change: no migrations; a database never migrated is an error."""
+    from signup.adapters.schema_state import SchemaMissing, check_readable
+
+    try:
+        behind = check_readable(settings.database_url)
+    except SchemaMissing as exc:
+        typer.echo(f"signup: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if behind:
+        typer.echo(f"signup: warning: {behind}", err=True)
+
+
 @outbox_app.command("status")
 def outbox_status() -> None:
     """Pending (unconfirmed) events, the oldest one's age, and how many were published."""
     from signup.bootstrap import bootstrap
 
     settings = _settings()
-    apply_migrations(settings.database_url)
+    _read_only(settings)
 
     async def run() -> None:
         container = bootstrap(settings)
         try:
-            status = await container.uow.read(lambda tx: tx.outbox.status())
+            status = await container.uow.read(lambda tx: tx.outbox.status(count_published=True))
         finally:
             await container.aclose()
         table = Table(title="outbox")
@@ -201,7 +214,7 @@ def outbox_replay(
     if since is None and event_id is None:
         raise typer.BadParameter("give --since or --event-id")
     settings = _settings()
-    apply_migrations(settings.database_url)
+    _read_only(settings)
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
 
@@ -237,6 +250,14 @@ def outbox_replay(
 
     sent, failed = asyncio.run(run())
     console.print(f"re-sent {sent} event(s), {failed} failed")
+    kept_since = datetime.now(UTC) - timedelta(days=settings.outbox_retention_days)
+    if since is not None and since < kept_since:
+        # Published rows past the retention were deleted: they cannot be sent again.
+        console.print(
+            f"events published before {kept_since:%Y-%m-%d %H:%M} UTC are pruned "
+            f"(SIGNUP_OUTBOX_RETENTION_DAYS={settings.outbox_retention_days:g}): "
+            "only later ones and unpublished ones were re-sent"
+        )
     if failed or sent == 0:
         raise typer.Exit(1)
 
@@ -244,7 +265,20 @@ def outbox_replay(
 def _mount_workers() -> None:
     try:
         from signup.entrypoints.worker_cli import worker_app
-    except ImportError:  # pragma: no cover - while the workers are not installed
+    except ImportError as exc:
+        # Not a silent absence: `signup worker …` says why it cannot run and exits 1
+        # (a supervisor would otherwise restart a command that does not exist).
+        reason = f"{type(exc).__name__}: {exc}"
+
+        @app.command(
+            "worker",
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+            help=f"Unavailable: the workers could not be loaded ({reason}).",
+        )
+        def worker_unavailable() -> None:
+            typer.echo(f"signup worker: cannot load the workers: {reason}", err=True)
+            raise typer.Exit(1)
+
         return
     app.add_typer(worker_app, name="worker", help="Run and manage the consumers of `user.new`.")
 

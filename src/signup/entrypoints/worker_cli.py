@@ -90,6 +90,9 @@ def _run(name: str, prefix: str, metrics_port: int | None = None) -> None:
         start_http_server(metrics_port, addr="127.0.0.1")
     try:
         asyncio.run(run_worker(name, settings, prefix=prefix))
+    except ImportError as exc:  # a missing module is an error, never a quiet exit
+        Console(stderr=True).print(f"[red]error:[/red] cannot load the worker: {exc!r}")
+        raise typer.Exit(1) from exc
     except ValueError as exc:  # missing or invalid settings
         Console(stderr=True).print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc

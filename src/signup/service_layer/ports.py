@@ -77,7 +77,9 @@ class OutboxEntry:
 class OutboxStatus:
     pending: int
     oldest_pending_at: datetime | None
-    published: int
+    # Counted only when asked (`status(count_published=True)`): it reads every published
+    # row, which the probes (/readyz, /metrics) must not.
+    published: int | None = None
 
 
 class SignUpRepository(Protocol):
@@ -121,7 +123,11 @@ class OutboxRepository(Protocol):
 
     async def release(self, event_ids: list[str], error: str) -> None: ...
 
-    async def status(self) -> OutboxStatus: ...
+    async def status(self, *, count_published: bool = False) -> OutboxStatus: ...
+
+    async def prune_published(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` entries published before `before`, oldest first; how many."""
+        ...
 
     async def select_for_replay(
         self, since: datetime | None, event_id: str | None, limit: int, after_id: int

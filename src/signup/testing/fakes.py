@@ -134,10 +134,19 @@ class FakeOutbox:
         for event_id in event_ids:
             self._s.claims.pop(event_id, None)
 
-    async def status(self) -> OutboxStatus:
+    async def status(self, *, count_published: bool = False) -> OutboxStatus:
         pending = [e for i, e in self._s.outbox.items() if i not in self._s.published]
         oldest = min((e.created_at for e in pending), default=None)
-        return OutboxStatus(len(pending), oldest, len(self._s.published))
+        return OutboxStatus(
+            len(pending), oldest, len(self._s.published) if count_published else None
+        )
+
+    async def prune_published(self, before: datetime, limit: int) -> int:
+        old = sorted((at, i) for i, at in self._s.published.items() if at < before)[:limit]
+        for _, event_id in old:
+            del self._s.published[event_id]
+            del self._s.outbox[event_id]
+        return len(old)
 
     async def select_for_replay(
         self, since: datetime | None, event_id: str | None, limit: int, after_id: int

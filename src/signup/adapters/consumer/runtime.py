@@ -51,6 +51,7 @@ from signup.adapters.consumer_metrics import ConsumerStats
 from signup.adapters.processed import ProcessedEvents
 from signup.domain.events import UserRegistered
 from signup.service_layer.failures import PermanentFailure, TransientFailure
+from signup.service_layer.retention import Pruner
 
 Handler = Callable[[UserRegistered], Awaitable[None]]
 
@@ -108,6 +109,7 @@ class Consumer:
         shutdown_grace_seconds: float = 30.0,
         record_attempts: int = 3,
         reconnect_interval: float = 5.0,
+        pruner: Pruner | None = None,
     ) -> None:
         self.topology = topology
         self.name = topology.name
@@ -119,6 +121,8 @@ class Consumer:
         self._grace = shutdown_grace_seconds
         self._record_attempts = max(1, record_attempts)
         self._reconnect_interval = reconnect_interval
+        # Forgets processed ids past their retention while the consumer runs.
+        self.pruner = pruner
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
@@ -173,9 +177,16 @@ class Consumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()
+        pruning = None
+        if self.pruner is not None:
+            pruning = asyncio.create_task(self.pruner.run(stop), name="processed-pruner")
         try:
             await stop.wait()
         finally:
+            if pruning is not None:
+                pruning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruning
             await self.stop()
 
     def _on_reconnect(self, *_args: Any, **_kwargs: Any) -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -214,23 +214,21 @@ class SqlOutbox:
                 .values(claimed_until=None, last_error=error[:500])
             )
 
-    async def status(self) -> OutboxStatus:
-        o = t.outbox.c
-        # Typed loosely: SQLAlchemy 2.0 and 2.1 infer this row's shape differently.
-        pending_row: Any = (
-            await self._conn.execute(
-                select(func.count(), func.min(o.created_at)).where(o.published_at.is_(None))
-            )
-        ).one()
-        published = (
-            await self._conn.execute(select(func.count()).where(o.published_at.is_not(None)))
-        ).scalar_one()
-        oldest = pending_row[1]
-        if isinstance(oldest, str):  # SQLite hands back aggregates untyped
+    async def status(self, *, count_published: bool = False) -> OutboxStatus:
+        pending = (await self._conn.execute(st.OUTBOX_PENDING_COUNT)).scalar_one()
+        oldest = (await self._conn.execute(st.OUTBOX_OLDEST_PENDING)).scalar()
+        if isinstance(oldest, str):  # the inline SQLite connection may hand back text
             oldest = datetime.fromisoformat(oldest)
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=UTC)
-        return OutboxStatus(int(pending_row[0]), oldest, int(published))
+        published = None
+        if count_published:  # a scan of every published row: the CLI's, not the probes'
+            published = int((await self._conn.execute(st.OUTBOX_PUBLISHED_COUNT)).scalar_one())
+        return OutboxStatus(int(pending), oldest, published)
+
+    async def prune_published(self, before: datetime, limit: int) -> int:
+        result = await self._conn.execute(st.OUTBOX_PRUNE, {"p_before": before, "p_limit": limit})
+        return int(result.rowcount)
 
     async def select_for_replay(
         self, since: datetime | None, event_id: str | None, limit: int, after_id: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import (
     ColumnElement,
     bindparam,
+    delete,
     func,
     insert,
     literal_column,
@@ -85,4 +86,25 @@ OUTBOX_PUBLISHED = (
     update(t.outbox)
     .where(_o.event_id == bindparam("p_id"))
     .values(published_at=bindparam("p_at"), claimed_until=null(), last_error=null())
+)
+
+# The status on the hot endpoints (/readyz, /metrics): both read only ix_outbox_unpublished
+# (partial: unpublished rows), so they cost the same however many rows were published.
+OUTBOX_PENDING_COUNT = select(func.count()).where(_o.published_at.is_(None))
+# The first unpublished row in outbox order: rows are written in commit order with their
+# event's time, so this is the oldest pending event to within one group commit.
+OUTBOX_OLDEST_PENDING = (
+    select(_o.created_at).where(_o.published_at.is_(None)).order_by(_o.id).limit(1)
+)
+OUTBOX_PUBLISHED_COUNT = select(func.count()).where(_o.published_at.is_not(None))
+# Published rows past the retention, oldest first, a batch at a time (ix_outbox_published_at).
+# SKIP LOCKED (PostgreSQL; nothing on SQLite): two relays pruning at once take different rows.
+OUTBOX_PRUNE = delete(t.outbox).where(
+    _o.id.in_(
+        select(_o.id)
+        .where(_o.published_at.is_not(None), _o.published_at < bindparam("p_before"))
+        .order_by(_o.published_at)
+        .limit(bindparam("p_limit"))
+        .with_for_update(skip_locked=True)
+    )
 )
