@@ -59,7 +59,8 @@ class Settings(BaseSettings):
 
     hide_existing_accounts: bool = False
     web_concurrency: int = Field(default=1, ge=1, le=64)
-    log_format: Literal["json", "console"] = "json"
+    # `auto`: console lines when stderr is a terminal, JSON otherwise (log_config.py).
+    log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 
     relay_poll_seconds: float = Field(default=1.0, gt=0)

@@ -5,21 +5,30 @@ side effects are in test_welcome_email.py and test_crm_sync.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import subprocess
+import sys
+import threading
 import uuid
-from email.message import EmailMessage
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import aiormq
 import orjson
 import pytest
+from aiosmtpd.controller import Controller
 from typer.testing import CliRunner
 from worker_fixtures import (
     AMQP_URL,
     POSTGRES_URL,
     Broker,
+    SmtpSink,
     broker,
     close_broker_connections,
+    free_port,
     make_event,
     runtime,
     sqlite_url,
@@ -34,7 +43,7 @@ from signup.adapters.consumer import (
 from signup.adapters.database import create_engine, migrate
 from signup.adapters.processed import SqlProcessedEvents
 from signup.domain.events import UserRegistered
-from signup.entrypoints.worker_cli import run_worker, worker_app
+from signup.entrypoints.worker_cli import worker_app
 from signup.service_layer.failures import PermanentFailure, TransientFailure
 
 __all__ = ["broker", "sqlite_url"]  # fixtures
@@ -230,36 +239,72 @@ async def test_stop_finishes_the_message_in_hand(broker: Broker, sqlite_url: str
     assert await broker.queue_depth(consumer.topology.queue) == 0
 
 
-async def test_sigterm_stops_the_worker_cleanly(broker: Broker, sqlite_url: str) -> None:
-    sent: list[EmailMessage] = []
-    in_hand = asyncio.Event()
+@dataclass
+class HeldSmtpSink(SmtpSink):
+    """Holds each message's DATA answer until released: the worker has a mail in hand."""
 
-    class SlowMailer:
-        async def send(self, message: EmailMessage) -> None:
-            in_hand.set()
-            await asyncio.sleep(0.4)
-            sent.append(message)
+    in_hand: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
 
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.in_hand.set()
+        await asyncio.to_thread(self.release.wait, 30)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_sigterm_stops_the_worker_cleanly(
+    broker: Broker, sqlite_url: str, tmp_path: Path
+) -> None:
+    """`signup worker welcome-email` given SIGTERM with a mail in hand stops taking
+    messages, finishes and acks that one, and exits 0. The worker is a process of its own:
+    the signal goes to it, never to the test runner."""
+    sink = HeldSmtpSink(port=free_port())
+    smtp_server = Controller(sink, hostname=sink.host, port=sink.port)
+    smtp_server.start()
     topology = broker.topology("welcome-email")  # for cleanup: same names as the worker's
-    settings = broker.settings(database_url=sqlite_url)
-    worker = asyncio.create_task(
-        run_worker("welcome-email", settings, prefix=broker.prefix, mailer=SlowMailer())
-    )
+    env = {
+        **os.environ,
+        "SIGNUP_AMQP_URL": AMQP_URL,
+        "SIGNUP_EXCHANGE": broker.exchange,
+        "SIGNUP_DATABASE_URL": sqlite_url,
+        "SIGNUP_WORKER_RETRY_DELAYS_SECONDS": ",".join(map(str, topology.retry_delays_seconds)),
+        "SIGNUP_WORKER_DELIVERY_LIMIT": str(topology.delivery_limit),
+        "SIGNUP_SMTP_HOST": sink.host,
+        "SIGNUP_SMTP_PORT": str(sink.port),
+        "SIGNUP_MAIL_FROM": "welcome@nakedcoders.test",
+        "SIGNUP_LOG_FORMAT": "json",
+    }
+    log = tmp_path / "worker.log"
+    with log.open("ab") as output:
+        command = ["worker", "welcome-email", "--queue-prefix", broker.prefix]
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "signup", *command],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        await _wait_for_queue(broker, topology.queue)
+        await _wait_for_queue(broker, topology.queue, timeout=30)
         await broker.publish_event(make_event())
-        await asyncio.wait_for(in_hand.wait(), 10)
-        os.kill(os.getpid(), signal.SIGTERM)
-        stats = await asyncio.wait_for(worker, 15)
+        assert await asyncio.to_thread(sink.in_hand.wait, 15), log.read_text()
+        worker.send_signal(signal.SIGTERM)
+        await _wait_for_log(log, "finishing messages in hand", count=1)
+        assert sink.received == []  # still in hand when the worker began to stop
+        sink.release.set()
+        code = await asyncio.to_thread(worker.wait, 30)
     finally:
-        if not worker.done():
-            worker.cancel()
-    assert len(sent) == 1
-    assert stats.processed == 1
-    assert await broker.queue_depth(topology.queue) == 0
+        sink.release.set()
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+        smtp_server.stop()
+    assert code == 0, log.read_text()
+    assert len(sink.received) == 1
+    assert await broker.queue_depth(topology.queue) == 0  # acked, not back in the queue
 
 
 async def _wait_for_queue(broker: Broker, name: str, timeout: float = 10.0) -> None:
+    """Until queue `name` has a consumer."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -275,6 +320,21 @@ async def _wait_for_queue(broker: Broker, name: str, timeout: float = 10.0) -> N
                 await channel.close()
         if loop.time() > deadline:
             raise AssertionError(f"no consumer on {name}")
+        await asyncio.sleep(0.05)
+
+
+async def _wait_for_log(path: Path, event: str, timeout: float = 15.0, **fields: Any) -> None:
+    """Until the process logging (JSON) to `path` has logged `event` with `fields`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        for line in path.read_bytes().splitlines():
+            with contextlib.suppress(orjson.JSONDecodeError):
+                entry = orjson.loads(line)
+                if entry.get("event") == event and fields.items() <= entry.items():
+                    return
+        if loop.time() > deadline:
+            raise AssertionError(f"no {event!r} in {path}:\n{path.read_text()}")
         await asyncio.sleep(0.05)
 
 

@@ -6,6 +6,7 @@ The `EventPublisher` port this implements is in `signup.service_layer.ports`.
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -27,6 +28,8 @@ class AmqpPublisher:
         self._timeout = confirm_timeout
         self._connection: ConfirmingConnection | None = None
         self._lock = asyncio.Lock()
+        # Said once an outage, not once a retry: the relay tries again every few seconds.
+        self._outage_told = False
 
     @property
     def connected(self) -> bool:
@@ -45,7 +48,22 @@ class AmqpPublisher:
                     await connection.close()
                     raise
                 self._connection = connection
+                if self._outage_told:
+                    self._outage_told = False
+                    log.info("broker reachable again: sending the events that waited")
             return self._connection
+
+    def _tell_outage(self, error: str) -> None:
+        if self._outage_told:
+            return
+        self._outage_told = True
+        where = urlsplit(self._url)  # host and port only: the URL carries the password
+        log.warning(
+            "broker not reachable: events wait in the outbox until it is "
+            "(sign-ups go on; the relay keeps trying)",
+            broker=f"{where.hostname or 'localhost'}:{where.port or 5672}",
+            error=error[:300],
+        )
 
     async def publish(self, entries: list[OutboxEntry]) -> PublishResult:
         result = PublishResult()
@@ -69,9 +87,12 @@ class AmqpPublisher:
                 within=self._timeout,
             )
         except Exception as exc:
+            self._tell_outage(f"{type(exc).__name__}: {exc}")
             reason = f"broker unreachable: {type(exc).__name__}: {exc}"[:300]
             result.failed = {e.event_id: reason for e in entries}
             return result
+        if not connection.open:  # lost while this batch was out: the next one reconnects
+            self._tell_outage(next(filter(None, outcomes.values()), "connection lost"))
         for entry in entries:
             failure = outcomes.get(entry.event_id, "no outcome")
             if failure is None:

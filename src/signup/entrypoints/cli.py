@@ -60,6 +60,7 @@ def serve(
     import uvicorn
 
     from signup.entrypoints.web.ops_socket import OpsPortUnavailable, check_ops_port
+    from signup.entrypoints.web.ready import announce_when_ready
 
     settings = _settings()
     try:
@@ -74,6 +75,7 @@ def serve(
     from signup.entrypoints.web import server as server_limits
 
     server_limits.configure(server_limits.ServerLimits.from_settings(settings))
+    announce_when_ready(host, port)  # `ready: <url>` once the page answers
     uvicorn.run(
         "signup.entrypoints.web.factory:app_from_env",
         factory=True,
