@@ -1,1 +1,1 @@
-"""The sign-up service benchmark: `python -m bench` (see README.md)."""
+"""The sign-up service benchmark: `python -m bench` (see bench/README.md)."""

@@ -1,6 +1,6 @@
 """`python -m signup.testing.auth0_standin`: the stand-in as a process of its own.
 
-The benchmark (bench/harness.py) and the README's Auth0 mode start it this way.
+The benchmark (bench/harness.py) and docs/operations.md's Auth0 mode start it this way.
 """
 
 from __future__ import annotations
