@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from signup.addresses import normalise_origin, parse_networks
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -146,8 +148,6 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
-        from signup.entrypoints.web.client_ip import parse_networks
-
         try:
             parse_networks(value)
         except ValueError as exc:
@@ -157,8 +157,6 @@ class Settings(BaseSettings):
     @field_validator("allowed_origins")
     @classmethod
     def _origins_normalised(cls, value: list[str]) -> list[str]:
-        from signup.entrypoints.web.origins import normalise_origin
-
         normalised = []
         for origin in value:
             canonical = normalise_origin(origin)

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from signup.addresses import normalise_origin
 from signup.entrypoints.web.client_ip import UNKNOWN, ClientAddresses, parse_address
-from signup.entrypoints.web.origins import normalise_origin
 from signup.settings import Settings
 
 PROXIES = ClientAddresses.configure(False, ["10.0.0.0/8", "192.0.2.7"], 64)

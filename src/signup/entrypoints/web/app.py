@@ -14,11 +14,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
+from signup.addresses import normalise_origin
 from signup.bootstrap import Container, bootstrap
 from signup.entrypoints.web.client_ip import ClientAddresses
 from signup.entrypoints.web.guards import GuardMiddleware
 from signup.entrypoints.web.ops import ops_router, ops_serving
-from signup.entrypoints.web.origins import normalise_origin
 from signup.entrypoints.web.page import mount_static, page_router
 from signup.entrypoints.web.problems import problem
 from signup.entrypoints.web.routes import router

@@ -24,13 +24,14 @@ import functools
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from starlette.types import Scope
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from signup.addresses import IPAddress, IPNetwork, parse_networks
+
+__all__ = ["ClientAddresses", "IPAddress", "IPNetwork", "parse_address", "parse_networks"]
 
 UNKNOWN = "unknown"
 MAX_ENTRY = 64
@@ -72,22 +73,6 @@ def parse_address(value: str) -> IPAddress | None:
         if address.scope_id is not None:
             return ipaddress.IPv6Address(int(address))
     return address
-
-
-def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """Addresses or networks (`10.0.0.0/8`, `::1`); ValueError names the first bad one."""
-    networks: list[IPNetwork] = []
-    for value in values:
-        try:
-            network = ipaddress.ip_network(value.strip(), strict=False)
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not an IP address or network") from exc
-        if isinstance(network, ipaddress.IPv6Network):
-            mapped = network.network_address.ipv4_mapped
-            if mapped is not None and network.prefixlen >= 96:
-                network = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
-        networks.append(network)
-    return tuple(networks)
 
 
 @dataclass(frozen=True)

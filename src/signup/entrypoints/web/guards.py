@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from signup.entrypoints.web.origins import normalise_origin
+from signup.addresses import normalise_origin
 from signup.entrypoints.web.problems import problem
 
 MAX_BODY = 16 * 1024
