@@ -3,7 +3,8 @@
 See bench/README.md for what each row measures and how. Options:
 
     python -m bench [--runs 3] [--duration 10] [--workers 2] [--connections 128]
-                    [--rows 1,3,4] [--out bench/results.md]
+                    [--rows 1,3,4,6] [--out bench/results.md]
+    python -m bench --rows soak [--soak-minutes 10]
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ def main() -> None:
     )
     parser.add_argument("--connections", type=int, default=128, help="wrk connections (max load)")
     parser.add_argument("--relay-events", type=int, default=20_000)
-    parser.add_argument("--rows", default="1,3,4", help="which rows to run (5 comes with 1)")
+    parser.add_argument(
+        "--rows",
+        default="1,3,4,6",
+        help="which rows to run (5 comes with 1; 7 or `soak`: the ~12-minute soak, opt-in)",
+    )
+    parser.add_argument("--soak-minutes", type=int, default=10, help="row 7's length")
     parser.add_argument("--out", default="bench/results.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument(
@@ -46,7 +52,8 @@ def main() -> None:
         workers=args.workers,
         connections=args.connections,
         relay_events=args.relay_events,
-        rows={int(r) for r in args.rows.split(",") if r.strip()},
+        rows={7 if r.strip() == "soak" else int(r) for r in args.rows.split(",") if r.strip()},
+        soak_minutes=args.soak_minutes,
         out=args.out,
         keep=args.keep,
         src=str(Path(args.src).resolve()) if args.src else None,

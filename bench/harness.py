@@ -62,6 +62,7 @@ class Options:
     out: str = "bench/results.md"
     keep: bool = False
     src: str | None = None  # another source tree of `signup` to measure (before/after)
+    soak_minutes: int = 10
 
 
 def median(values: list[float]) -> float:
@@ -990,7 +991,9 @@ def details(o: Options, results: dict[str, Any]) -> list[str]:
                 f"| {n + 1} | {r['signup'].per_s:.1f} | {r['signup'].statuses} "
                 f"| {r['fastapi_users'].per_s:.1f} | {r['fastapi_users'].statuses} |"
             )
-    return out
+    from bench.outbox_scale import details as scale_details
+
+    return out + scale_details(results)
 
 
 def write_results(
@@ -1051,6 +1054,7 @@ async def run(o: Options) -> int:
         session = Session(o, progress)
         steps = (4 * o.runs if 1 in o.rows else 0) + (1 if 3 in o.rows else 0)
         steps += o.runs if 4 in o.rows else 0
+        steps += (2 if 6 in o.rows else 0) + (o.soak_minutes if 7 in o.rows else 0)
         progress.update(session.overall, total=steps)
         try:
             if 1 in o.rows or 4 in o.rows:
@@ -1061,11 +1065,20 @@ async def run(o: Options) -> int:
                 results["row3"] = await row3(session)
             if 4 in o.rows:
                 results["row4"] = await row4(session)
+            if 6 in o.rows or 7 in o.rows:
+                from bench import outbox_scale
+
+                if 6 in o.rows:
+                    results["row6"] = await outbox_scale.row6(session)
+                if 7 in o.rows:
+                    results["row7"] = await outbox_scale.row7(session, o.soak_minutes)
         finally:
             await session.close()
     spent = time.monotonic() - started
     usage = cpu.stop()
-    lines = summarise(o, results)
+    from bench.outbox_scale import lines as scale_lines
+
+    lines = summarise(o, results) + scale_lines(results)
     console.print(render(lines, f"signup benchmark (median of {o.runs}; {spent / 60:.1f} min)"))
     path = write_results(o, lines, results, spent, usage, (load_start, os.getloadavg()[0]))
     console.print(f"written to {path}")
