@@ -1,59 +1,175 @@
 """Publishing outbox entries to RabbitMQ: persistent, confirmed, mandatory.
 
-The `EventPublisher` port this implements is in `signup.service_layer.ports`.
+The `EventPublisher` port this implements is in `signup.service_layer.ports`. It runs on
+aiormq, the library under the workers' aio-pika (docs/decisions/0019-publisher.md): the
+two sides read the same URL options (`heartbeat`, `cafile`, `no_verify_ssl`, …) the
+same way, and aiormq advertises `connection.blocked` and `authentication_failure_close`,
+answers heartbeats and drops a silent peer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 from urllib.parse import urlsplit
 
+import aiormq
+import pamqp.frame
 import structlog
+from aiormq.abc import DeliveredMessage
+from pamqp import commands as spec
 
-from signup.adapters.amqp_wire import ConfirmingConnection, Outgoing
 from signup.service_layer.ports import OutboxEntry, PublishResult
 
 log = structlog.get_logger(__name__)
 CONTENT_TYPE = "application/cloudevents+json"
 APP_ID = "signup"
+CONNECT_SECONDS = 10.0
+RETURNED = "returned unroutable (mandatory): no queue bound"
+
+
+class _Link(aiormq.Connection):
+    """aiormq's connection, with two changes.
+
+    - A peer silent for the heartbeat timeout plus a second is dead (aiormq's default
+      waits three timeouts): a black-holed link is noticed within two timeouts.
+    - `blocked` says whether the broker has blocked publishing (a memory or disk
+      alarm): the publisher then waits instead of timing the confirms out and
+      connecting again, which would only make another blocked connection.
+    """
+
+    HEARTBEAT_GRACE_MULTIPLIER = 1
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.blocked: str | None = None  # the broker's reason while blocked
+        self.unblocked = asyncio.Event()
+        self.unblocked.set()
+
+    @staticmethod
+    async def _rpc(
+        request: Any, writer: asyncio.StreamWriter, frame_receiver: Any, wait_response: bool = True
+    ) -> Any:
+        """aiormq's handshake step, but a Connection.Close in answer (a vhost refused at
+        Connection.Open) raises the broker's code and reason, not "expected OpenOk"."""
+        writer.write(pamqp.frame.marshal(request, 0))
+        await writer.drain()
+        if not wait_response:
+            return None
+        _, _, frame = await frame_receiver.get_frame()
+        if isinstance(frame, spec.Connection.Close):
+            if frame.reply_code == 403:
+                raise aiormq.exceptions.ProbableAuthenticationError(frame.reply_text)
+            raise aiormq.connection.exception_by_code(frame)
+        if request.synchronous and frame.name not in request.valid_responses:
+            raise aiormq.exceptions.InvalidFrameError(
+                f"Expected one of {request.valid_responses!r}, got {frame!r}"
+            )
+        return frame
+
+    # aiormq dispatches Connection.Blocked / Unblocked to these (name-mangled) methods;
+    # tests/unit/test_publisher.py proves it with scripted frames.
+    async def _Connection__handle_connection_blocked(self, frame: spec.Connection.Blocked) -> None:
+        self.blocked = frame.reason or "blocked"
+        self.unblocked.clear()
+        log.warning(
+            "broker blocked publishing: events wait in the outbox until it unblocks",
+            reason=self.blocked,
+        )
+
+    async def _Connection__handle_connection_unblocked(self, _: spec.Connection.Unblocked) -> None:
+        self.blocked = None
+        self.unblocked.set()
+        log.info("broker unblocked publishing: sending the events that waited")
+
+
+_CODES: dict[type[BaseException], int] = {
+    kind: code
+    for mapping in (aiormq.channel.EXCEPTION_MAPPING, aiormq.connection.EXCEPTION_MAPPING)
+    for code, kind in mapping.items()
+}
+
+
+def describe(exc: BaseException) -> str:
+    """Why the broker cannot be used, in words an operator acts on (no password)."""
+    code = _CODES.get(type(exc))
+    text = f"{code or ''} {type(exc).__name__}: {exc}".strip()
+    if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError) or "ACCESS_REFUSED" in text:
+        return f"wrong credentials (ACCESS_REFUSED): {text}"
+    if isinstance(exc, aiormq.exceptions.ConnectionNotAllowed):
+        return f"virtual host refused (NOT_ALLOWED): {text}"
+    if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
+        return f"exchange missing (NOT_FOUND), declaring it again: {text}"
+    if isinstance(exc, TimeoutError):
+        return "no answer from the broker in time"
+    if isinstance(exc, OSError):
+        return f"cannot reach the broker: {text}"
+    return text
 
 
 class AmqpPublisher:
-    """One connection and confirm channel (see `amqp_wire`); after an outage or any
-    broker error the next batch connects again."""
+    """One connection and confirm channel; after an outage or any broker error the next
+    batch connects again and declares the exchange again."""
 
     def __init__(self, url: str, exchange: str, *, confirm_timeout: float = 10.0) -> None:
         self._url = url
         self._exchange_name = exchange
         self._timeout = confirm_timeout
-        self._connection: ConfirmingConnection | None = None
+        self._link: _Link | None = None
+        self._channel: aiormq.abc.AbstractChannel | None = None
         self._lock = asyncio.Lock()
         # Said once an outage, not once a retry: the relay tries again every few seconds.
         self._outage_told = False
+        self._problem: str | None = "not connected yet"
 
     @property
     def connected(self) -> bool:
-        return self._connection is not None and self._connection.open
+        return self._usable()
 
-    async def _ready(self) -> ConfirmingConnection:
+    @property
+    def problem(self) -> str | None:
+        """Why the broker is not usable now (None: it is): for `/readyz`."""
+        if self._usable() and self._link is not None and self._link.blocked:
+            return f"publishing blocked by the broker: {self._link.blocked}"
+        return None if self._usable() else self._problem
+
+    def _usable(self) -> bool:
+        return (
+            self._link is not None
+            and not self._link.is_closed
+            and self._channel is not None
+            and not self._channel.is_closed
+        )
+
+    async def _ready(self) -> tuple[_Link, aiormq.abc.AbstractChannel]:
         async with self._lock:
-            if self._connection is not None and not self._connection.open:
-                await self._connection.close()
-                self._connection = None
-            if self._connection is None:
-                connection = ConfirmingConnection(self._url, self._exchange_name, "signup-relay")
+            if not self._usable():
+                await self._drop()
+                link = _Link(self._url, client_properties={"connection_name": "signup-relay"})
                 try:
-                    await connection.connect(within=10)
+                    async with asyncio.timeout(CONNECT_SECONDS):
+                        await link.connect()
+                        channel = await link.channel(
+                            publisher_confirms=True, on_return_raises=False
+                        )
+                        await channel.exchange_declare(
+                            self._exchange_name, exchange_type="topic", durable=True
+                        )
                 except BaseException:
-                    await connection.close()
+                    with contextlib.suppress(Exception):
+                        await link.close()
                     raise
-                self._connection = connection
+                self._link, self._channel = link, channel
+                self._problem = None
                 if self._outage_told:
                     self._outage_told = False
                     log.info("broker reachable again: sending the events that waited")
-            return self._connection
+            assert self._link is not None and self._channel is not None
+            return self._link, self._channel
 
     def _tell_outage(self, error: str) -> None:
+        self._problem = error[:300]
         if self._outage_told:
             return
         self._outage_told = True
@@ -70,38 +186,103 @@ class AmqpPublisher:
         if not entries:
             return result
         try:
-            connection = await self._ready()
-            outcomes = await connection.publish(
-                [
-                    Outgoing(
-                        message_id=entry.event_id,
-                        routing_key=entry.routing_key,
-                        body=entry.payload,
-                        content_type=CONTENT_TYPE,
-                        type=entry.event_type,
-                        app_id=APP_ID,
-                        timestamp=entry.created_at,
-                    )
-                    for entry in entries
-                ],
-                within=self._timeout,
-            )
+            link, channel = await self._ready()
+            await self._while_blocked(link)
         except Exception as exc:
-            self._tell_outage(f"{type(exc).__name__}: {exc}")
-            reason = f"broker unreachable: {type(exc).__name__}: {exc}"[:300]
-            result.failed = {e.event_id: reason for e in entries}
+            why = describe(exc)
+            self._tell_outage(why)
+            result.failed = {e.event_id: f"broker unreachable: {why}"[:300] for e in entries}
             return result
-        if not connection.open:  # lost while this batch was out: the next one reconnects
-            self._tell_outage(next(filter(None, outcomes.values()), "connection lost"))
-        for entry in entries:
-            failure = outcomes.get(entry.event_id, "no outcome")
+        sends = {e.event_id: asyncio.ensure_future(self._send(channel, e)) for e in entries}
+        await self._confirmed(link, list(sends.values()))
+        for event_id, send in sends.items():
+            failure = self._outcome(send)
             if failure is None:
-                result.confirmed.append(entry.event_id)
+                result.confirmed.append(event_id)
             else:
-                result.failed[entry.event_id] = failure[:300]
+                result.failed[event_id] = failure[:300]
+        if not self._usable():  # lost while this batch was out: the next one reconnects
+            why = self._closed_because(link, channel)
+            if "NOT_FOUND" in why:
+                log.error("broker: the exchange is gone; declaring it again", error=why[:300])
+            self._tell_outage(why)
         return result
 
+    async def _send(self, channel: aiormq.abc.AbstractChannel, entry: OutboxEntry) -> object:
+        return await channel.basic_publish(
+            entry.payload,
+            exchange=self._exchange_name,
+            routing_key=entry.routing_key,
+            mandatory=True,
+            properties=spec.Basic.Properties(
+                content_type=CONTENT_TYPE,
+                delivery_mode=2,
+                message_id=entry.event_id,
+                timestamp=entry.created_at,
+                message_type=entry.event_type,
+                app_id=APP_ID,
+            ),
+        )
+
+    async def _while_blocked(self, link: _Link) -> None:
+        """Wait out a blocked connection (however long the alarm lasts) or its loss."""
+        if link.unblocked.is_set():
+            return
+        unblocked = asyncio.ensure_future(link.unblocked.wait())
+        try:
+            await asyncio.wait([unblocked, link.closing], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            unblocked.cancel()
+        if link.is_closed:
+            raise ConnectionError("connection lost while the broker blocked publishing")
+
+    async def _confirmed(self, link: _Link, sends: list[asyncio.Future[object]]) -> None:
+        """Wait for every confirm; the time-out does not run while the broker blocks us."""
+        pending = set(sends)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=self._timeout)
+            if pending and link.blocked is None and not link.is_closed:
+                self._problem = "no confirm from the broker in time"
+                for send in pending:
+                    send.cancel()
+                await self._close_link(link, "no confirm from the broker in time")
+                await asyncio.wait(pending)
+                return
+            if pending and link.is_closed:
+                await asyncio.wait(pending)
+
+    @staticmethod
+    def _outcome(send: asyncio.Future[object]) -> str | None:
+        if send.cancelled():
+            return "no confirm from the broker in time"
+        if isinstance(exc := send.exception(), aiormq.exceptions.DeliveryError):
+            return "nacked by the broker"
+        if exc is not None:
+            return describe(exc)
+        answer = send.result()
+        if isinstance(answer, spec.Basic.Ack):
+            return None
+        if isinstance(answer, DeliveredMessage):
+            return RETURNED
+        if isinstance(answer, spec.Basic.Nack):
+            return "nacked by the broker"
+        return f"unexpected answer {type(answer).__name__}"
+
+    def _closed_because(self, link: _Link, channel: aiormq.abc.AbstractChannel) -> str:
+        for closed in (channel, link):
+            with contextlib.suppress(Exception):
+                if closed.closing.done() and (exc := closed.closing.exception()) is not None:
+                    return describe(exc)
+        return self._problem or "connection lost"
+
+    async def _close_link(self, link: _Link, why: str) -> None:
+        with contextlib.suppress(Exception):
+            await link.close(ConnectionError(why))
+
+    async def _drop(self) -> None:
+        link, self._link, self._channel = self._link, None, None
+        if link is not None:
+            await self._close_link(link, "reconnecting")
+
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
-        self._connection = None
+        await self._drop()

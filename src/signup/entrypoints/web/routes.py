@@ -210,6 +210,10 @@ async def readyz(container: ContainerDep) -> Response:
         "database": "ok",
         "broker": "connected" if container.publisher.connected else "disconnected",
     }
+    # Why not (wrong credentials, vhost refused, blocked by an alarm, unreachable), when
+    # the publisher can say: the outbox holds the events meanwhile, so still 200.
+    if problem := getattr(container.publisher, "problem", None):
+        report["broker_problem"] = str(problem)
     status = 200
     try:
         async with container.uow.reader.connect() as conn:

@@ -1,0 +1,126 @@
+"""A RabbitMQ node of a test's own, from the installed `rabbitmq-server`.
+
+A test that alarms, stops or restarts a broker does it to this node, never to the
+shared one on 5672. The node runs as the `rabbitmq` user (its Erlang cookie) under its
+own name, ports and directories; `stop()` ends it whatever state it is in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from signup.testing.server import free_port
+
+SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+
+
+class RabbitNode:
+    def __init__(self) -> None:
+        self.name = f"signup-test-{secrets.token_hex(4)}@localhost"
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="rabbit-node-"))
+        self._process: subprocess.Popen[bytes] | None = None
+        user = pwd.getpwnam("rabbitmq")
+        self._uid, self._gid = user.pw_uid, user.pw_gid
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def _env(self) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": "/var/lib/rabbitmq",  # its .erlang.cookie, shared with rabbitmqctl
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base / "log"),
+            "RABBITMQ_PID_FILE": str(self.base / "node.pid"),
+        }
+
+    def start(self, timeout: float = 60.0) -> None:
+        (self.base / "rabbitmq.conf").write_text(
+            f"listeners.tcp.1 = 127.0.0.1:{self.port}\nloopback_users = none\nheartbeat = 60\n"
+        )
+        (self.base / "enabled_plugins").write_text("[].\n")
+        for sub in ("mnesia", "log"):
+            (self.base / sub).mkdir(exist_ok=True)
+        for path in [self.base, *self.base.rglob("*")]:
+            os.chown(path, self._uid, self._gid)
+        self._process = subprocess.Popen(
+            ["/usr/sbin/runuser", "-u", "rabbitmq", "--", SERVER],
+            env=self._env(),
+            cwd=self.base,
+            stdout=(self.base / "stdout.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:  # await_startup fails at once until the node has registered
+            try:
+                self.ctl("await_startup", timeout=timeout)
+                return
+            except AssertionError:
+                if time.monotonic() > deadline or self._process.poll() is not None:
+                    raise
+                time.sleep(0.5)
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> str:
+        """`rabbitmqctl -n NODE ARGS`: its output; fails the test on a non-zero exit."""
+        result = subprocess.run(
+            ["/usr/sbin/runuser", "-u", "rabbitmq", "--", CTL, "-n", self.name, *args],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise AssertionError(
+                f"rabbitmqctl {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}\n{self.log_tail()}"
+            )
+        return result.stdout
+
+    def log_tail(self, lines: int = 30) -> str:
+        out = self.base / "stdout.log"
+        return (
+            "\n".join(out.read_text(errors="replace").splitlines()[-lines:]) if out.exists() else ""
+        )
+
+    def stop(self) -> None:
+        """End the node: politely, then by force; remove its directories."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
+                self.ctl("shutdown", timeout=30)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        # The Erlang VM may outlive the runuser wrapper: its pid file names it.
+        pid_file = self.base / "node.pid"
+        if pid_file.exists():
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                shutil.rmtree(self.base)
+                return
+            except OSError:
+                time.sleep(0.2)  # files still held open by a node going down
