@@ -30,6 +30,7 @@ from signup.adapters.database import (
     create_sqlite_writer,
     watchable,
 )
+from signup.adapters.liveness import build_liveness
 from signup.adapters.local_users import LocalIdentityProvider
 from signup.adapters.mailer import SmtpMailer
 from signup.adapters.processed import SqlProcessedEvents
@@ -99,6 +100,8 @@ class Container:
         if self._watch is not None:
             self._watch.close()
         await self.uow.close()
+        if self.registration.liveness is not None:
+            await self.registration.liveness.close()
         for closer in (self.provider.close, self.publisher.close, self.limiter.close):
             with contextlib.suppress(Exception):
                 await closer()
@@ -164,6 +167,7 @@ def bootstrap(
         source=settings.event_source,
         hide_existing=settings.hide_existing_accounts,
         in_flight_for=timedelta(seconds=settings.auth0_timeout_seconds * 3),
+        liveness=None if provider.transactional else build_liveness(settings.database_url, reader),
     )
     publisher = publisher or AmqpPublisher(settings.amqp_url.get_secret_value(), settings.exchange)
 

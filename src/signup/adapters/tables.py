@@ -61,6 +61,9 @@ signups = Table(
     Column("event_id", String(36), unique=True),
     Column("response_status", Integer),
     Column("response_body", Text),
+    # The instance (process) working on a pending sign-up; NULL once no request does
+    # (migration 0005, signup.adapters.liveness).
+    Column("worked_by", String(64)),
     # Two processes completing one account at the same instant: the second one fails here.
     Index(
         "ux_signups_created_user",

@@ -6,6 +6,7 @@ Each is implemented in `signup.adapters` (and by the fakes in `signup.testing.fa
 | --- | --- |
 | `IdentityProvider`, `AccountDirectory` | `adapters.auth0`, `adapters.local_users` |
 | `SignUpRepository`, `OutboxRepository`, `UserRepository`, `LeaseRepository` | `adapters.sql` |
+| `Liveness` | `adapters.liveness` |
 | `EventPublisher` | `adapters.broker` |
 | `Mailer` | `adapters.mailer` |
 | `Crm` | `adapters.crm` |
@@ -83,7 +84,17 @@ class OutboxStatus:
 
 
 class SignUpRepository(Protocol):
-    async def add(self, signup: SignUp) -> None: ...
+    async def add(self, signup: SignUp, *, worked_by: str | None = None) -> None:
+        """`worked_by`: the instance (`Liveness.hold`) whose request works on it."""
+        ...
+
+    async def worker_of(self, signup_id: str) -> str | None:
+        """The instance working on this sign-up; None when no request does."""
+        ...
+
+    async def release(self, signup_id: str, worker: str) -> None:
+        """The request of `worker` ended and left the sign-up pending: no one works on it."""
+        ...
 
     async def get(self, signup_id: str) -> SignUp | None: ...
 
@@ -152,6 +163,23 @@ class LeaseRepository(Protocol):
         ...
 
     async def release(self, name: str, holder: str) -> None: ...
+
+
+class Liveness(Protocol):
+    """Which instances (processes) are still running.
+
+    Each holds a lock named by its instance id while it runs, which the system takes
+    away when it dies (`kill -9` too): a pending sign-up whose worker no longer holds
+    its lock is worked on by no one.
+    """
+
+    async def hold(self) -> str:
+        """This instance's id, its lock held from the first call until `close`."""
+        ...
+
+    async def alive(self, instance: str) -> bool: ...
+
+    async def close(self) -> None: ...
 
 
 # ---- publishing the outbox ---------------------------------------------------------

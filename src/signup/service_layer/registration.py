@@ -25,7 +25,7 @@ from signup.domain.errors import (
 )
 from signup.domain.events import UserRegistered, UserRegisteredData
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
-from signup.service_layer.ports import AccountDirectory, IdentityProvider
+from signup.service_layer.ports import AccountDirectory, IdentityProvider, Liveness
 from signup.service_layer.unit_of_work import Transaction, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -67,9 +67,13 @@ class RegistrationService:
     clock: Callable[[], datetime]
     source: str
     hide_existing: bool = False
-    # A pending sign-up younger than this is taken to be still in flight.
+    # A pending sign-up younger than this is taken to be still in flight (without
+    # `liveness` only, and for a sign-up of the same address on a 409).
     in_flight_for: timedelta = timedelta(seconds=30)
     new_id: Callable[[], str] = time_ordered_id
+    # Which instances still run: a retry of a pending sign-up that no live request works
+    # on settles it at once instead of answering 409 until reconciliation.
+    liveness: Liveness | None = None
 
     # Where accounts are found by e-mail: the provider when it keeps them, else None and
     # our own store (`accounts_for`).
@@ -169,11 +173,27 @@ class RegistrationService:
         self, cmd: RegisterUser, print_: str, same_request: tuple[str, ...] = ()
     ) -> Registered:
         signup = self._new_signup(cmd, print_)
+        worker = await self.liveness.hold() if self.liveness else None
 
         async def intend(tx: Transaction) -> None:
-            await tx.signups.add(signup)
+            await tx.signups.add(signup, worked_by=worker)
 
         await self.uow.run(intend)
+        if worker is None:
+            return await self._create_remotely(signup, cmd, print_, same_request)
+        try:
+            return await self._create_remotely(signup, cmd, print_, same_request)
+        except BaseException as exc:
+            # Left pending (the answer lost, a failure, the request cancelled): no request
+            # works on it any longer, so a retry may settle it at once, and may come soon.
+            await self._release(signup, worker)
+            if isinstance(exc, OutcomeUnknown):
+                exc.retry_after = min(exc.retry_after, 1.0)
+            raise
+
+    async def _create_remotely(
+        self, signup: SignUp, cmd: RegisterUser, print_: str, same_request: tuple[str, ...]
+    ) -> Registered:
         marked = replace(cmd.applicant, intent_id=signup.id)  # the account says who made it
         try:
             account = await self.provider.create_user(marked, cmd.password)
@@ -314,20 +334,37 @@ class RegistrationService:
         if earlier.fingerprint != print_:
             raise IdempotencyKeyReused(earlier.idempotency_key or "")
         if earlier.status is SignUpStatus.PENDING:
+            await self._unless_in_flight(earlier)
+            # Settled here as reconciliation would; both go through the guarded settle,
+            # so a reconciliation running meanwhile cannot make it settle twice.
+            await self.reconcile_one(earlier)
+            return await self._replay_settled(earlier.id)
+        return self._answer(earlier)
+
+    async def _unless_in_flight(self, earlier: SignUp) -> None:
+        """Raise `RequestInProgress` while a live request still works on `earlier`."""
+        if self.liveness is None:
             age = self.clock() - earlier.requested_at
             if age < self.in_flight_for:
                 raise RequestInProgress(str((self.in_flight_for - age).total_seconds()))
-            if await self.reconcile_one(earlier) == "abandoned":
-                return None  # nothing was made: the caller tries again afresh
-            return await self._replay_settled(earlier.id)
-        return self._answer(earlier)
+            return
+
+        async def worker_of(tx: Transaction) -> str | None:
+            return await tx.signups.worker_of(earlier.id)
+
+        worker = await self.uow.read(worker_of, quick=True)
+        if worker is not None and await self.liveness.alive(worker):
+            # It ends within the provider's time-out; then a retry settles it at once.
+            raise RequestInProgress("1")
 
     async def _replay_settled(self, signup_id: str) -> Registered | None:
         async def get(tx: Transaction) -> SignUp | None:
             return await tx.signups.get(signup_id)
 
         settled = await self.uow.read(get, quick=True)
-        return self._answer(settled) if settled else None
+        if settled is None or settled.status is SignUpStatus.ABANDONED:
+            return None  # nothing was made: the caller tries again afresh
+        return self._answer(settled)
 
     def _answer(self, signup: SignUp) -> Registered:
         body = signup.response_body or {}
@@ -364,6 +401,15 @@ class RegistrationService:
 
         account = await self.uow.read(stored)
         return [account] if account else []
+
+    async def _release(self, signup: SignUp, worker: str) -> None:
+        async def release(tx: Transaction) -> None:
+            await tx.signups.release(signup.id, worker)
+
+        try:
+            await self.uow.run(release)
+        except Exception as exc:  # the original failure matters more; reconciliation remains
+            log.warning("signup.release_failed", signup_id=signup.id, error=type(exc).__name__)
 
     async def _settle(self, signup: SignUp) -> None:
         async def settle(tx: Transaction) -> None:

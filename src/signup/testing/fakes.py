@@ -26,17 +26,28 @@ class _State:
     claims: dict[str, datetime] = field(default_factory=dict)
     users: dict[str, CreatedAccount] = field(default_factory=dict)
     leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    workers: dict[str, str | None] = field(default_factory=dict)  # signups.worked_by
 
 
 class FakeSignUps:
     def __init__(self, state: _State) -> None:
         self._s = state
 
-    async def add(self, signup: SignUp) -> None:
+    async def add(self, signup: SignUp, *, worked_by: str | None = None) -> None:
         key = signup.idempotency_key
         if key and any(s.idempotency_key == key for s in self._s.signups.values()):
             raise RequestInProgress(key)
         self._s.signups[signup.id] = replace(signup)
+        self._s.workers[signup.id] = worked_by
+
+    async def worker_of(self, signup_id: str) -> str | None:
+        return self._s.workers.get(signup_id)
+
+    async def release(self, signup_id: str, worker: str) -> None:
+        current = self._s.signups.get(signup_id)
+        pending = current is not None and current.status is SignUpStatus.PENDING
+        if pending and self._s.workers.get(signup_id) == worker:
+            self._s.workers[signup_id] = None
 
     async def get(self, signup_id: str) -> SignUp | None:
         found = self._s.signups.get(signup_id)

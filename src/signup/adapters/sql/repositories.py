@@ -82,18 +82,32 @@ class SqlSignUps:
         self._conn = conn
         self._clock = clock
 
-    async def add(self, signup: SignUp) -> None:
+    async def add(self, signup: SignUp, *, worked_by: str | None = None) -> None:
         key = signup.idempotency_key
         if key and await self.by_idempotency_key(key) is not None:
             raise RequestInProgress(key)
+        values = _signup_values(signup, self._clock())
         try:
             await self._conn.execute(
-                st.SIGNUP_INSERT, {"id": signup.id, **_signup_values(signup, self._clock())}
+                st.SIGNUP_INSERT, {"id": signup.id, **values, "worked_by": worked_by}
             )
         except IntegrityError as exc:  # the same key, committed by another process meanwhile
             if key:
                 raise RequestInProgress(key) from exc
             raise
+
+    async def worker_of(self, signup_id: str) -> str | None:
+        query = select(t.signups.c.worked_by).where(t.signups.c.id == signup_id)
+        worker: str | None = (await self._conn.execute(query)).scalar()
+        return worker
+
+    async def release(self, signup_id: str, worker: str) -> None:
+        s = t.signups.c
+        await self._conn.execute(
+            update(t.signups)
+            .where(s.id == signup_id, s.worked_by == worker, st.status_is(SignUpStatus.PENDING))
+            .values(worked_by=None)
+        )
 
     async def get(self, signup_id: str) -> SignUp | None:
         row = (await self._conn.execute(st.SIGNUP_BY_ID, {"p_id": signup_id})).first()
