@@ -30,6 +30,7 @@ from signup.adapters.database import (
     create_sqlite_writer,
     watchable,
 )
+from signup.adapters.leader_lock import FileLeaderLock
 from signup.adapters.liveness import build_liveness
 from signup.adapters.local_users import LocalIdentityProvider
 from signup.adapters.mailer import SmtpMailer
@@ -44,6 +45,7 @@ from signup.service_layer.consumers import (
     sync_contact,
 )
 from signup.service_layer.ports import Crm, EventPublisher, IdentityProvider, Mailer
+from signup.service_layer.reconciliation import Reconciler
 from signup.service_layer.registration import RegistrationService
 from signup.service_layer.relay import Relay
 from signup.service_layer.retention import Pruner
@@ -66,6 +68,9 @@ class Container:
     relay: Relay
     limiter: AttemptLimiter
     engines: list[AsyncEngine] = field(default_factory=list)
+    # Beside the relay, on its own schedule (None: the provider keeps no accounts apart).
+    reconciler: Reconciler | None = None
+    _reconcile_task: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _relay_task: asyncio.Task[None] | None = None
     _prune_task: asyncio.Task[None] | None = None
@@ -76,6 +81,10 @@ class Container:
         """Run the relay; `follow_commits`: on a SQLite file, wake it on other processes'
         commits too (a relay apart, or several web workers)."""
         self._relay_task = asyncio.create_task(self.relay.run(self._stop), name="relay")
+        if self.reconciler is not None:
+            self._reconcile_task = asyncio.create_task(
+                self.reconciler.run(self._stop), name="reconciler"
+            )
         self._prune_task = asyncio.create_task(
             outbox_pruner(self.settings, self.uow).run(self._stop), name="outbox-pruner"
         )
@@ -93,6 +102,8 @@ class Container:
                 await asyncio.wait_for(self._relay_task, timeout=10)
             except (TimeoutError, asyncio.CancelledError):
                 self._relay_task.cancel()
+        if self._reconcile_task is not None:
+            await self._reconcile_task  # a round under way is cancelled by the stop
         if self._follower is not None:
             await self._follower
         if self._prune_task is not None:
@@ -185,8 +196,17 @@ def bootstrap(
         poll_seconds=settings.relay_poll_seconds,
         lease_seconds=settings.relay_lease_seconds,
         exclusive=settings.is_sqlite,
-        reconcile=None if provider.transactional else reconcile,
-        reconcile_every=settings.reconcile_every_seconds,
+        leader_lock=FileLeaderLock.for_database(settings.database_url),
+    )
+    # Only the publishing relay's process reconciles: on SQLite one, on PostgreSQL each.
+    reconciler = (
+        None
+        if provider.transactional
+        else Reconciler(
+            reconcile,
+            every=settings.reconcile_every_seconds,
+            may_run=lambda: relay.leading,
+        )
     )
     uow.on_outbox_written = relay.committed
     limiter = limiter or LimitsAttemptLimiter(
@@ -202,6 +222,7 @@ def bootstrap(
         relay=relay,
         limiter=limiter,
         engines=[writer, reader],
+        reconciler=reconciler,
     )
 
 

@@ -1,9 +1,12 @@
 """The outbox relay: publishes committed events, marks them sent only after the confirm.
 
-What to publish, who publishes (the lease on SQLite), and how rows are batched are
-decided here (docs/decisions/0008-relay-in-the-web-process.md); the broker behind
-`EventPublisher` is an adapter (`signup.adapters.broker`), and so is what wakes the
-relay on another process's commit (`signup.adapters.commit_watch`).
+What to publish, who publishes (on SQLite: the holder of a `LeaderLock`, or of the
+lease row where there is no lock), and how rows are batched are decided here
+(docs/decisions/0008-relay-in-the-web-process.md); the broker behind `EventPublisher` is
+an adapter (`signup.adapters.broker`), and so are the lock (`signup.adapters.leader_lock`)
+and what wakes the relay on another process's commit (`signup.adapters.commit_watch`).
+Reconciliation runs beside the relay, never inside its loop
+(`signup.service_layer.reconciliation`).
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
 
@@ -24,6 +28,18 @@ from signup.service_layer.unit_of_work import Transaction, UnitOfWork
 
 log = structlog.get_logger(__name__)
 RELAY_LEASE = "relay"
+
+
+class LeaderLock(Protocol):
+    """Who publishes alone on a SQLite file: a lock that dies with its holder's process,
+    so a restarted or standing-by relay takes over at its next try instead of waiting
+    out a dead holder's lease (`signup.adapters.leader_lock`)."""
+
+    def acquire(self) -> bool:
+        """Take the lock without waiting; True if this holder has it (now or already)."""
+        ...
+
+    def release(self) -> None: ...
 
 
 def holder_name() -> str:
@@ -48,11 +64,13 @@ class Relay:
     batch_size: int = 500
     poll_seconds: float = 1.0
     lease_seconds: float = 30.0
-    # On SQLite one relay publishes at a time (a lease row says which); on PostgreSQL
-    # any number share the outbox, each claiming rows with FOR UPDATE SKIP LOCKED.
+    # On SQLite one relay publishes at a time (the holder of `leader_lock`; without
+    # one, of a lease row); on PostgreSQL any number share the outbox, each claiming
+    # rows with FOR UPDATE SKIP LOCKED.
     exclusive: bool = False
-    reconcile: Callable[[], Awaitable[object]] | None = None
-    reconcile_every: float = 60.0
+    # A lease row outlives a killed holder by up to `lease_seconds`, and no event went
+    # out meanwhile (27.7 s after a kill -9, issue 18); the lock goes with the process.
+    leader_lock: LeaderLock | None = None
     gather_seconds: float = 0.005
     # Rows taken at commit go out at once when there are this many (under load, each
     # commit has several); fewer wait up to `gather_seconds` for the next commits'.
@@ -131,8 +149,7 @@ class Relay:
             and not self._failed
             and not self._reading
             and len(self._flying) < self.max_in_flight
-            and self._lease_until is not None
-            and self.clock() < self._lease_until
+            and self._still_leader()
         ):
             return False
         first = self._read_up_to + 1
@@ -154,7 +171,6 @@ class Relay:
         stopping.add_done_callback(lambda _: self._rouse())
         self._running = True
         timers = self.timers
-        next_reconcile = timers.monotonic() + self.reconcile_every
         last_drain = -self.gather_seconds
         try:
             while not stop.is_set():
@@ -180,9 +196,6 @@ class Relay:
                         await self._pause(pause)
                     last_drain = timers.monotonic()
                     launched = await self._launch()
-                    if self.reconcile and timers.monotonic() >= next_reconcile:
-                        next_reconcile = timers.monotonic() + self.reconcile_every
-                        await self.reconcile()
                     if launched:
                         if len(self._flying) >= self.max_in_flight:
                             await asyncio.wait(self._flying, return_when=asyncio.FIRST_COMPLETED)
@@ -199,7 +212,10 @@ class Relay:
             stopping.cancel()
             self._release_held()
             await self._landed()
-        if self.exclusive and self._leader:
+        if self.leader_lock is not None:
+            self._leader = False
+            self.leader_lock.release()
+        elif self.exclusive and self._leader:
             with contextlib.suppress(Exception):
                 await self.uow.run(self._release_lease)
         log.info("relay.stopped", published=self.published)
@@ -294,7 +310,27 @@ class Relay:
             )
         return len(result.confirmed), len(result.failed)
 
+    @property
+    def leading(self) -> bool:
+        """Publishing, not standing by (always, for a relay that shares the outbox)."""
+        return not self.exclusive or self._still_leader()
+
+    def _still_leader(self) -> bool:
+        if not self._leader:
+            return False
+        if self.leader_lock is not None:
+            return True  # held until released: no expiry to check
+        return self._lease_until is not None and self.clock() < self._lease_until
+
     async def _hold_lease(self) -> bool:
+        if self.leader_lock is not None:
+            # A non-blocking flock: a system call, no transaction, so a relay standing
+            # by may ask every poll and takes over within one poll of the holder's end.
+            leader = self.leader_lock.acquire()
+            if leader != self._leader:
+                log.info("relay.lease", leader=leader, holder=self.holder, by="lock")
+            self._leader = leader
+            return leader
         now = self.clock()
         lease = timedelta(seconds=self.lease_seconds)
         if (
