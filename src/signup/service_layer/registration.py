@@ -60,6 +60,18 @@ def time_ordered_id() -> str:
     return str(uuid_utils.uuid7())
 
 
+# How far the provider's clock (an account's created_at) may trail ours (an intent's
+# requested_at) for an account made by the intent's own request.
+CLOCK_SKEW = timedelta(seconds=5)
+
+
+def made_for(account: CreatedAccount, signup: SignUp) -> bool:
+    """Whether `account` may be adopted for this sign-up's intent: it carries the
+    intent, and it was made after it (the provider's adapter hands over only accounts
+    on our connection whose created_at it could read: issue 18)."""
+    return account.intent_id == signup.id and account.created_at >= signup.requested_at - CLOCK_SKEW
+
+
 @dataclass
 class RegistrationService:
     uow: UnitOfWork
@@ -289,7 +301,7 @@ class RegistrationService:
         if attempts.keys() - {signup.id}:  # else no account of ours can be there
             for account in await self.accounts_for(email):
                 attempt = attempts.get(account.intent_id or "")
-                if attempt is None:
+                if attempt is None or not made_for(account, attempt):
                     continue
                 answer = await self._complete(attempt, account)
                 if attempt.id == signup.id:
@@ -385,7 +397,7 @@ class RegistrationService:
         that account's own sign-up accounts for it.
         """
         for account in await self.accounts_for(signup.applicant.email):
-            if account.intent_id == signup.id:
+            if made_for(account, signup):
                 return account
         return None
 

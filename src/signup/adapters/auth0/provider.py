@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 import orjson
@@ -28,7 +29,7 @@ import structlog
 from pydantic import SecretStr
 
 from signup import metrics
-from signup.adapters.auth0.accounts import INTENT_KEY, account_from
+from signup.adapters.auth0.accounts import INTENT_KEY, account_from, adoptable_account
 from signup.adapters.auth0.clock import Clock, LoopClock
 from signup.adapters.auth0.gate import RateGate
 from signup.adapters.auth0.retry_hints import RETRY_MISCONFIGURED, RETRY_OUTAGE
@@ -277,7 +278,7 @@ class Auth0IdentityProvider:
                     "Auth0 answered the creation without a readable user",
                     retry_after=RETRY_OUTAGE,
                 )
-            return account_from(data, fallback_email=applicant.email)
+            return account_from(data, fallback_email=applicant.email, answered_at=datetime.now(UTC))
         if status == 409:
             raise EmailAlreadyRegistered(applicant.email)
         code, message = answer.error()
@@ -352,11 +353,14 @@ class Auth0IdentityProvider:
         if not isinstance(data, list):
             self.unavailable += 1
             raise ProviderUnavailable("Auth0 look-up answer was not a list")
-        return [
-            account_from(item, fallback_email=email)
+        # Only accounts that may be adopted for an intent (accounts.py): the 409 owner's
+        # check and reconciliation look for nothing else.
+        found = (
+            adoptable_account(item, fallback_email=email, connection=self.connection)
             for item in data
-            if isinstance(item, dict) and isinstance(item.get("user_id"), str)
-        ]
+            if isinstance(item, dict)
+        )
+        return [account for account in found if account is not None]
 
 
 def _scrub(text: str, secret: str) -> str:
