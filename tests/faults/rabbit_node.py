@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -94,6 +95,11 @@ class RabbitNode:
                 f"{result.stdout}\n{result.stderr}\n{self.log_tail()}"
             )
         return result.stdout
+
+    def connections_named(self, name: str) -> int:
+        """Connections a client of this name opened (the node's log names each)."""
+        text = "".join(p.read_text(errors="replace") for p in (self.base / "log").glob("*.log"))
+        return len(re.findall(rf"{re.escape(name)}\): user '[^']*' authenticated", text))
 
     def log_tail(self, lines: int = 30) -> str:
         out = self.base / "stdout.log"
