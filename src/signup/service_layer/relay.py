@@ -211,11 +211,14 @@ class Relay:
             self._running = False
             stopping.cancel()
             self._release_held()
-            await self._landed()
-        if self.leader_lock is not None:
-            self._leader = False
-            self.leader_lock.release()
-        elif self.exclusive and self._leader:
+            try:
+                await self._landed()
+            finally:
+                # Even when cancelled: a relay of this process may lead again later.
+                if self.leader_lock is not None:
+                    self._leader = False
+                    self.leader_lock.release()
+        if self.leader_lock is None and self.exclusive and self._leader:
             with contextlib.suppress(Exception):
                 await self.uow.run(self._release_lease)
         log.info("relay.stopped", published=self.published)
