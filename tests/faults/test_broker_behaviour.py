@@ -350,6 +350,8 @@ async def test_a_refused_login_is_said_once_backed_off_and_reported_by_readyz(
     assert cpu < 0.05, f"CPU {cpu:.1%} of a core: a busy loop"
     assert report["broker"] == "disconnected" and cause in report["broker_problem"], report
     assert SqliteProbe(db).outbox_unpublished() == 3
+    # The URL's password is in neither the logs nor /readyz (which the public port serves).
+    assert "not-the-password" not in services.logs() + str(report)
 
 
 async def test_a_broker_restart_loses_no_event_and_duplicates_only_unconfirmed_ones(
