@@ -183,13 +183,13 @@ async def test_an_alarm_pauses_publishing_without_reconnecting_or_losing_a_confi
         node.ctl(*raise_it)
         try:
             noticed = await wait_for(
-                lambda: _blocked(service.url), 15, "readyz reporting the block"
+                lambda: _blocked(service.ops_url), 15, "readyz reporting the block"
             )
             at_block = len(queue.received.ids())
             await asyncio.sleep(10)  # the alarm's length: the fault itself
             during = len(queue.received.ids()) - at_block
             held = SqliteProbe(db).outbox_unpublished()
-            report = await readyz(service.url)
+            report = await readyz(service.ops_url)
         finally:
             node.ctl(*clear_it)
         await asyncio.sleep(2)
@@ -271,7 +271,7 @@ async def test_a_silent_peer_is_noticed_within_two_heartbeats_and_nothing_is_los
             await wait_for(lambda: len(sink.recipients) > 0, 30, "a first welcome e-mail")
             proxy.black_hole()
             noticed = await wait_for(
-                lambda: _disconnected(service.url), 6 * HEARTBEAT, "the relay noticing"
+                lambda: _disconnected(service.ops_url), 6 * HEARTBEAT, "the relay noticing"
             )
             await proxy.open()  # the network heals: new connections go through
             await asyncio.sleep(2)
@@ -339,7 +339,7 @@ async def test_a_refused_login_is_said_once_backed_off_and_reported_by_readyz(
     before, started = cpu_seconds(service.process.pid), time.monotonic()
     await asyncio.sleep(5)  # the window the CPU is measured over
     cpu = (cpu_seconds(service.process.pid) - before) / (time.monotonic() - started)
-    report = await readyz(service.url)
+    report = await readyz(service.ops_url)
     lines = told(services.logs(), "broker not reachable")
     print(
         f"\n{cause}: {len(lines)} log line(s): {lines[0].get('error') if lines else None}; "

@@ -36,7 +36,7 @@ from signup.bootstrap import Container
 from signup.entrypoints.web.guards import GuardMiddleware
 from signup.entrypoints.web.ops_socket import bind_ops_socket
 from signup.entrypoints.web.problems import problem
-from signup.entrypoints.web.routes import healthz, readyz
+from signup.entrypoints.web.routes import healthz, ops_readyz
 from signup.settings import Settings
 
 OPS_PATHS = ("/metrics", "/openapi.json", "/docs")
@@ -124,7 +124,7 @@ def create_ops_app(public: FastAPI, container: Container) -> GuardMiddleware:
     ops.state.container = container
     ops.include_router(ops_router(public.openapi))
     ops.add_api_route("/healthz", healthz, include_in_schema=False)
-    ops.add_api_route("/readyz", readyz, include_in_schema=False)
+    ops.add_api_route("/readyz", ops_readyz, include_in_schema=False)
 
     @ops.exception_handler(StarletteHTTPException)
     async def http_problem(request: Request, exc: StarletteHTTPException) -> Response:

@@ -204,25 +204,38 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Ready: database reachable; broker and outbox state reported")
+@router.get("/readyz", summary="Ready: database reachable; broker state reported")
 async def readyz(container: ContainerDep) -> Response:
+    # Public: the database and the broker's state, nothing that moves with one sign-up
+    # (the outbox's count would tell a new address from a registered one while the
+    # broker is away) and nothing of the broker's configuration; the operations port's
+    # /readyz says more (ops_readyz).
+    return await _readiness(container, detailed=False)
+
+
+async def ops_readyz(container: ContainerDep) -> Response:
+    return await _readiness(container, detailed=True)
+
+
+async def _readiness(container: Container, *, detailed: bool) -> Response:
     report: dict[str, Any] = {
         "database": "ok",
         "broker": "connected" if container.publisher.connected else "disconnected",
     }
     # Why not (wrong credentials, vhost refused, blocked by an alarm, unreachable), when
     # the publisher can say: the outbox holds the events meanwhile, so still 200.
-    if problem := getattr(container.publisher, "problem", None):
+    if detailed and (problem := getattr(container.publisher, "problem", None)):
         report["broker_problem"] = str(problem)
     status = 200
     try:
         async with container.uow.reader.connect() as conn:
             await conn.execute(text("SELECT 1"))
-        outbox = await container.uow.read(lambda tx: tx.outbox.status())
-        report["outbox_pending"] = outbox.pending
-        metrics.OUTBOX_PENDING.set(outbox.pending)
+        if detailed:
+            outbox = await container.uow.read(lambda tx: tx.outbox.status())
+            report["outbox_pending"] = outbox.pending
+            metrics.OUTBOX_PENDING.set(outbox.pending)
     except Exception as exc:
-        report["database"] = f"unreachable: {type(exc).__name__}"
+        report["database"] = f"unreachable: {type(exc).__name__}" if detailed else "unreachable"
         status = 503
     report["status"] = "ready" if status == 200 else "not ready"
     return Response(orjson.dumps(report), status_code=status, media_type="application/json")
