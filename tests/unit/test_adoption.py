@@ -16,7 +16,8 @@ from signup.adapters.auth0.accounts import INTENT_KEY, account_from, adoptable_a
 from signup.domain.commands import RegisterUser
 from signup.domain.errors import OutcomeUnknown
 from signup.domain.model import Applicant, SignUpStatus
-from signup.service_layer.registration import CLOCK_SKEW, RegistrationService
+from signup.service_layer.registration import RegistrationService
+from signup.service_layer.sign_up_identity import CLOCK_SKEW
 from signup.testing.fakes import FakeIdentityProvider, FakeUnitOfWork, ManualClock
 
 OURS = "Username-Password-Authentication"
