@@ -50,7 +50,7 @@ def drop_secrets(
 
 
 def _json(event: Any, **options: Any) -> str:
-    """structlog's JSON renderer through orjson (a line a sign-up: 10.4 -> 7.3 us)."""
+    """structlog's JSON renderer through orjson (cheaper than the standard library's json a line: docs/decisions/0012)."""
     return orjson.dumps(event, default=options.get("default")).decode()
 
 

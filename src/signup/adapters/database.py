@@ -93,8 +93,8 @@ def _sqlite_setup(engine: Engine, *, writer: bool, synchronous: Synchronous) -> 
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        # On the DBAPI cursor: through exec_driver_sql this one statement cost ~50 µs
-        # of SQLAlchemy's execution path, more than a small batch's own statements.
+        # On the DBAPI cursor: through exec_driver_sql this one statement cost more of
+        # SQLAlchemy's execution path than a small batch's own statements (decision 0002).
         cursor = conn.connection.dbapi_connection.cursor()
         try:
             cursor.execute(begin)
@@ -137,7 +137,7 @@ def _wal(cursor: Any) -> None:
 
 def migrate(url: str) -> None:
     """Bring the database to the newest schema (idempotent; safe beside running services)."""
-    # Imported here: Alembic (with Mako and Pygments) is ~20 MB that only migrating needs.
+    # Imported here: Alembic (with Mako and Pygments) is needed only for migrating (docs/decisions/0015).
     from alembic import command
     from alembic.config import Config
 

@@ -22,7 +22,7 @@ class SchemaMissing(RuntimeError):
 
 
 def head_revision() -> str:
-    # Imported here: Alembic is ~20 MB that only these commands and migrating need.
+    # Imported here: Alembic's memory is needed only by these commands and migrating (docs/decisions/0015).
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
