@@ -50,7 +50,8 @@ def drop_secrets(
 
 
 def _json(event: Any, **options: Any) -> str:
-    """structlog's JSON renderer through orjson (cheaper than the standard library's json a line: docs/decisions/0012)."""
+    """structlog's JSON renderer through orjson, cheaper a line than the standard
+    library's json (docs/decisions/0012)."""
     return orjson.dumps(event, default=options.get("default")).decode()
 
 

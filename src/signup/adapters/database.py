@@ -137,7 +137,8 @@ def _wal(cursor: Any) -> None:
 
 def migrate(url: str) -> None:
     """Bring the database to the newest schema (idempotent; safe beside running services)."""
-    # Imported here: Alembic (with Mako and Pygments) is needed only for migrating (docs/decisions/0015).
+    # Imported here: Alembic (with Mako and Pygments) is needed only for migrating
+    # (docs/decisions/0015).
     from alembic import command
     from alembic.config import Config
 

@@ -22,7 +22,8 @@ class SchemaMissing(RuntimeError):
 
 
 def head_revision() -> str:
-    # Imported here: Alembic's memory is needed only by these commands and migrating (docs/decisions/0015).
+    # Imported here: Alembic's memory is needed only by these commands and migrating
+    # (docs/decisions/0015).
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 

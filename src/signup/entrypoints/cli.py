@@ -93,7 +93,8 @@ def serve(
 
 
 def _migrate_in_child() -> None:
-    """Alembic (with Mako and Pygments) stays out of the long-lived process (docs/decisions/0015)."""
+    """Alembic (with Mako and Pygments) stays out of the long-lived process
+    (docs/decisions/0015)."""
     import subprocess
     import sys
 
