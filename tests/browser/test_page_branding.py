@@ -75,7 +75,8 @@ def test_static_files_come_from_brand_dir_first(brand_dir: Path) -> None:
 def test_missing_brand_dir_falls_back_to_the_package(tmp_path: Path) -> None:
     settings = Settings(brand_dir=tmp_path / "does-not-exist")
     router = page_router(settings)
-    assert {getattr(r, "path", None) for r in router.routes} == {"/", "/signup"}
+    # `/signup/` only redirects to `/signup` (relative: never built from Host).
+    assert {getattr(r, "path", None) for r in router.routes} == {"/", "/signup", "/signup/"}
     assert 'id="signup-form"' in render_page(settings)
     app = FastAPI()
     mount_static(app, settings)
