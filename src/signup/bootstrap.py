@@ -74,6 +74,7 @@ class Container:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _relay_task: asyncio.Task[None] | None = None
     _prune_task: asyncio.Task[None] | None = None
+    _signup_prune_task: asyncio.Task[None] | None = None
     _follower: asyncio.Task[None] | None = None
     _watch: CommitWatch | None = None
 
@@ -87,6 +88,9 @@ class Container:
             )
         self._prune_task = asyncio.create_task(
             outbox_pruner(self.settings, self.uow).run(self._stop), name="outbox-pruner"
+        )
+        self._signup_prune_task = asyncio.create_task(
+            signup_pruner(self.settings, self.uow).run(self._stop), name="signup-pruner"
         )
         if follow_commits and watchable(self.settings.database_url):
             self._watch = CommitWatch(self.settings.database_url)
@@ -108,6 +112,8 @@ class Container:
             await self._follower
         if self._prune_task is not None:
             await self._prune_task
+        if self._signup_prune_task is not None:
+            await self._signup_prune_task
         if self._watch is not None:
             self._watch.close()
         await self.uow.close()
@@ -131,6 +137,23 @@ def outbox_pruner(settings: Settings, uow: SqlUnitOfWork) -> Pruner:
         delete_batch=delete_batch,
         clock=uow.clock,
         retention=timedelta(days=settings.outbox_retention_days),
+        batch=settings.prune_batch_size,
+        pause=settings.prune_pause_seconds,
+        every=settings.prune_every_seconds,
+    )
+
+
+def signup_pruner(settings: Settings, uow: SqlUnitOfWork) -> Pruner:
+    """Deletes sign-ups settled before SIGNUP_SIGNUP_RETENTION_DAYS, beside the relay."""
+
+    async def delete_batch(before: datetime, limit: int) -> int:
+        return await uow.run(lambda tx: tx.signups.prune_settled(before, limit))
+
+    return Pruner(
+        name="signups",
+        delete_batch=delete_batch,
+        clock=uow.clock,
+        retention=timedelta(days=settings.signup_retention_days),
         batch=settings.prune_batch_size,
         pause=settings.prune_pause_seconds,
         every=settings.prune_every_seconds,

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # rows so a replayed event is still recognised as done.
     outbox_retention_days: float = Field(default=7.0, gt=0)
     processed_retention_days: float = Field(default=30.0, gt=0)
+    # Settled sign-ups (their stored Idempotency-Key answers among them); pending ones stay.
+    signup_retention_days: float = Field(default=30.0, gt=0)
     prune_every_seconds: float = Field(default=300.0, gt=0)
     prune_batch_size: int = Field(default=500, ge=1, le=10_000)
     prune_pause_seconds: float = Field(default=0.05, ge=0)

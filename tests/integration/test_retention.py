@@ -18,7 +18,7 @@ from signup.adapters.database import create_engine
 from signup.adapters.processed import SqlProcessedEvents
 from signup.adapters.sql import SqlUnitOfWork
 from signup.adapters.sql import statements as st
-from signup.bootstrap import outbox_pruner
+from signup.bootstrap import outbox_pruner, signup_pruner
 from signup.service_layer.retention import Pruner
 from signup.settings import Settings
 
@@ -175,3 +175,55 @@ async def test_pruning_finds_its_rows_through_the_published_index(engine: AsyncE
     found = "\n".join(" ".join(str(v) for v in row) for row in rows)
     assert "ix_outbox_published_at" in found, found
     assert "Seq Scan" not in found, found
+
+
+def signup_rows(count: int, status: str, at: datetime) -> list[Any]:
+    return [
+        {
+            "id": str(uuid.uuid4()),
+            "email": f"{uuid.uuid4().hex[:12]}@example.com",
+            "status": status,
+            "provider": "auth0",
+            "requested_at": at,
+            "updated_at": at,
+            "idempotency_key": None,
+        }
+        for _ in range(count)
+    ]
+
+
+async def test_pruning_deletes_only_settled_signups_past_the_retention(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    old_created = signup_rows(600, "created", OLD)
+    old_abandoned = signup_rows(100, "abandoned", OLD)
+    young = signup_rows(200, "created", YOUNG)
+    old_pending = signup_rows(30, "pending", OLD)  # still waiting for its outcome: kept
+    async with engine.begin() as conn:
+        await conn.execute(insert(tables.signups), old_created + old_abandoned + young)
+        await conn.execute(insert(tables.signups), old_pending)
+    uow = SqlUnitOfWork(writer=engine, reader=engine, clock=clock)
+    try:
+        pruner = signup_pruner(
+            settings_for(database_url, signup_retention_days=7, prune_pause_seconds=0), uow
+        )
+        assert await pruner.prune_once() == 700
+        assert pruner.statements == 2  # 500, then 200
+    finally:
+        await uow.close()
+    async with engine.connect() as conn:
+        left = set((await conn.execute(select(tables.signups.c.id))).scalars())
+    assert left == {r["id"] for r in young + old_pending}
+    # The statement reads the settled sign-ups' index, not the table.
+    async with engine.begin() as conn:
+        await conn.execute(text("ANALYZE"))
+    compiled = st.SIGNUPS_PRUNE.compile(dialect=engine.dialect)
+    values = {"p_before": (NOW - timedelta(days=7)).replace(tzinfo=None), "p_limit": 500}
+    every = compiled.construct_params(values)
+    bound = tuple(every[name] for name in compiled.positiontup or ())
+    explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+    async with engine.connect() as conn:
+        rows = (await conn.exec_driver_sql(explain + compiled.string, bound)).all()
+    found = "\n".join(" ".join(str(v) for v in row) for row in rows)
+    if engine.dialect.name == "sqlite":
+        assert "ix_signups_settled_at" in found, found

@@ -78,6 +78,13 @@ signups = Table(
         sqlite_where=Column("status") == "pending",
         postgresql_where=Column("status") == "pending",
     ),
+    # Settled sign-ups by when they settled, for pruning (migration 0006).
+    Index(
+        "ix_signups_settled_at",
+        "updated_at",
+        sqlite_where=Column("status") != "pending",
+        postgresql_where=Column("status") != "pending",
+    ),
 )
 
 users = Table(

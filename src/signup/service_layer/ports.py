@@ -84,6 +84,11 @@ class OutboxStatus:
 
 
 class SignUpRepository(Protocol):
+    async def prune_settled(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` sign-ups settled before `before` (never a pending one),
+        oldest first; how many."""
+        ...
+
     async def add(self, signup: SignUp, *, worked_by: str | None = None) -> None:
         """`worked_by`: the instance (`Liveness.hold`) whose request works on it."""
         ...

@@ -30,6 +30,16 @@ class _State:
 
 
 class FakeSignUps:
+    async def prune_settled(self, before: datetime, limit: int) -> int:
+        old = sorted(
+            (s.requested_at, s.id)
+            for s in self._s.signups.values()
+            if s.status is not SignUpStatus.PENDING and s.requested_at < before
+        )[:limit]
+        for _, signup_id in old:
+            del self._s.signups[signup_id]
+        return len(old)
+
     def __init__(self, state: _State) -> None:
         self._s = state
 

@@ -82,6 +82,10 @@ class SqlSignUps:
         self._conn = conn
         self._clock = clock
 
+    async def prune_settled(self, before: datetime, limit: int) -> int:
+        result = await self._conn.execute(st.SIGNUPS_PRUNE, {"p_before": before, "p_limit": limit})
+        return int(result.rowcount)
+
     async def add(self, signup: SignUp, *, worked_by: str | None = None) -> None:
         key = signup.idempotency_key
         if key and await self.by_idempotency_key(key) is not None:

@@ -97,6 +97,17 @@ OUTBOX_OLDEST_PENDING = (
     select(_o.created_at).where(_o.published_at.is_(None)).order_by(_o.id).limit(1)
 )
 OUTBOX_PUBLISHED_COUNT = select(func.count()).where(_o.published_at.is_not(None))
+# Settled sign-ups past the retention, oldest first (ix_signups_settled_at); pending ones are
+# never pruned: they still wait for their outcome.
+SIGNUPS_PRUNE = delete(t.signups).where(
+    _s.id.in_(
+        select(_s.id)
+        .where(~status_is(SignUpStatus.PENDING), _s.updated_at < bindparam("p_before"))
+        .order_by(_s.updated_at)
+        .limit(bindparam("p_limit"))
+        .with_for_update(skip_locked=True)
+    )
+)
 # Published rows past the retention, oldest first, a batch at a time (ix_outbox_published_at).
 # SKIP LOCKED (PostgreSQL; nothing on SQLite): two relays pruning at once take different rows.
 OUTBOX_PRUNE = delete(t.outbox).where(
