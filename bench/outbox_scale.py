@@ -11,8 +11,8 @@ Row 7 (`--rows 7`, or `--rows soak`; opt-in, ~12 minutes): Auth0 mode with the s
 the maximum sign-ups/s measured over 10 s, then sign-ups at half that rate for
 `--soak-minutes` (10) minutes, one minute at a time; after each minute the service's RSS,
 the database files' size, the outbox's rows and that minute's event lag are sampled.
-The outbox retention is set to 2 minutes (SIGNUP_OUTBOX_RETENTION_DAYS), pruned every
-15 s, so pruning runs within the soak and the outbox's size must level off.
+The outbox's and the settled sign-ups' retention is set to 2 minutes, pruned every 15 s,
+so pruning runs within the soak and the outbox's and the database's size must level off.
 """
 
 from __future__ import annotations
@@ -187,6 +187,7 @@ async def row7(s: Session, minutes: int = 10) -> dict[str, Any]:
     db = s.tmp / "soak.db"
     env = s.service_env(db, "auth0") | {
         "SIGNUP_OUTBOX_RETENTION_DAYS": f"{SOAK_RETENTION_SECONDS / 86400:.8f}",
+        "SIGNUP_SIGNUP_RETENTION_DAYS": f"{SOAK_RETENTION_SECONDS / 86400:.8f}",
         "SIGNUP_PRUNE_EVERY_SECONDS": "15",
     }
     port = free_port()
