@@ -349,3 +349,45 @@ async def test_rate_limits_per_address_and_per_email(
             for i in range(2)
         ]
         assert other[-1] == 429, "the address limit (5/minute) counts every attempt"
+
+
+# What the outside attack found holding (docs/security.md, "What already held"): odd
+# bodies get a clean problem answer, never a 500, and never an account.
+ODD_BODIES = {
+    "duplicate keys": b'{"email": "dup@example.com", "email": "x", "password": "%s"}',
+    "deep nesting": b'{"email": ' + b"[" * 5_000 + b"]" * 5_000 + b', "password": "%s"}',
+    "huge number": b'{"email": 1' + b"0" * 5_000 + b', "password": "%s"}',
+    "NaN": b'{"email": NaN, "password": "%s"}',
+    "UTF-16": '{"email": "u16@example.com", "password": "%s"}'.encode("utf-16"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ODD_BODIES))
+async def test_odd_bodies_get_a_clean_refusal(
+    kind: str, base: str, http: aiohttp.ClientSession
+) -> None:
+    raw = ODD_BODIES[kind]
+    body = raw.replace(b"%s", PASSWORD.encode()) if kind != "UTF-16" else raw
+    async with http.post(
+        f"{base}/user/signup", data=body, headers={"Content-Type": "application/json"}
+    ) as response:
+        assert 400 <= response.status < 500, (kind, response.status)
+        assert response.headers["Content-Type"].startswith("application/problem+json")
+        assert PASSWORD not in await response.text()
+
+
+async def test_a_gzipped_body_is_refused_and_static_traversal_is_404(
+    base: str, http: aiohttp.ClientSession
+) -> None:
+    import gzip
+
+    body = gzip.compress(b'{"email": "gz@example.com", "password": "%s"}' % PASSWORD.encode())
+    async with http.post(
+        f"{base}/user/signup",
+        data=body,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    ) as response:
+        assert 400 <= response.status < 500
+    for path in ("/static/../pyproject.toml", "/static/%2e%2e/%2e%2e/settings.py"):
+        async with http.get(f"{base}{path}") as response:
+            assert response.status == 404, path
