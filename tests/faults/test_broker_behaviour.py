@@ -111,7 +111,7 @@ async def queue(node: RabbitNode, exchange_name: str) -> AsyncIterator[Queue]:
     declared = await channel.declare_queue(f"{exchange_name}-events", durable=True)
     await declared.bind(exchange, "user.new")
     received = Received()
-    await received.consume(declared)
+    await received.consume_acked(declared)
     try:
         yield Queue(received, connection)
     finally:
@@ -145,7 +145,8 @@ async def delivered(queue: Queue, db: Path, timeout: float = 60.0) -> float:
         lambda: probe.outbox_unpublished() == 0 and queue.received.ids() >= probe.outbox_ids(),
         timeout,
         "every event delivered",
-        lambda: f"{len(queue.received.ids())} of {len(probe.outbox_ids())}",
+        lambda: f"{len(queue.received.ids())} of {len(probe.outbox_ids())} received, "
+        f"{probe.outbox_unpublished()} unpublished",
     )
 
 
