@@ -145,8 +145,10 @@ async def delivered(queue: Queue, db: Path, timeout: float = 60.0) -> float:
         lambda: probe.outbox_unpublished() == 0 and queue.received.ids() >= probe.outbox_ids(),
         timeout,
         "every event delivered",
-        lambda: f"{len(queue.received.ids())} of {len(probe.outbox_ids())} received, "
-        f"{probe.outbox_unpublished()} unpublished",
+        lambda: (
+            f"{len(queue.received.ids())} of {len(probe.outbox_ids())} received, "
+            f"{probe.outbox_unpublished()} unpublished"
+        ),
     )
 
 
