@@ -48,7 +48,7 @@ from signup.service_layer.ports import Crm, EventPublisher, IdentityProvider, Ma
 from signup.service_layer.reconciliation import Reconciler
 from signup.service_layer.registration import RegistrationService
 from signup.service_layer.relay import Relay
-from signup.service_layer.retention import Pruner
+from signup.service_layer.retention import DeleteBatch, Pruner
 from signup.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -73,8 +73,7 @@ class Container:
     _reconcile_task: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _relay_task: asyncio.Task[None] | None = None
-    _prune_task: asyncio.Task[None] | None = None
-    _signup_prune_task: asyncio.Task[None] | None = None
+    _prune_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _follower: asyncio.Task[None] | None = None
     _watch: CommitWatch | None = None
 
@@ -86,12 +85,10 @@ class Container:
             self._reconcile_task = asyncio.create_task(
                 self.reconciler.run(self._stop), name="reconciler"
             )
-        self._prune_task = asyncio.create_task(
-            outbox_pruner(self.settings, self.uow).run(self._stop), name="outbox-pruner"
-        )
-        self._signup_prune_task = asyncio.create_task(
-            signup_pruner(self.settings, self.uow).run(self._stop), name="signup-pruner"
-        )
+        self._prune_tasks = [
+            asyncio.create_task(make(self.settings, self.uow).run(self._stop), name=make.__name__)
+            for make in (outbox_pruner, signup_pruner)
+        ]
         if follow_commits and watchable(self.settings.database_url):
             self._watch = CommitWatch(self.settings.database_url)
             self._follower = asyncio.create_task(
@@ -110,10 +107,8 @@ class Container:
             await self._reconcile_task  # a round under way is cancelled by the stop
         if self._follower is not None:
             await self._follower
-        if self._prune_task is not None:
-            await self._prune_task
-        if self._signup_prune_task is not None:
-            await self._signup_prune_task
+        for task in self._prune_tasks:
+            await task
         if self._watch is not None:
             self._watch.close()
         await self.uow.close()
@@ -126,21 +121,32 @@ class Container:
             await engine.dispose()
 
 
+def pruner(
+    settings: Settings,
+    name: str,
+    delete_batch: DeleteBatch,
+    clock: Callable[[], datetime],
+    retention_days: float,
+) -> Pruner:
+    """A pruner of `name` on the settings' schedule and batch (SIGNUP_PRUNE_*)."""
+    return Pruner(
+        name=name,
+        delete_batch=delete_batch,
+        clock=clock,
+        retention=timedelta(days=retention_days),
+        batch=settings.prune_batch_size,
+        pause=settings.prune_pause_seconds,
+        every=settings.prune_every_seconds,
+    )
+
+
 def outbox_pruner(settings: Settings, uow: SqlUnitOfWork) -> Pruner:
     """Deletes published outbox rows past SIGNUP_OUTBOX_RETENTION_DAYS, beside the relay."""
 
     async def delete_batch(before: datetime, limit: int) -> int:
         return await uow.run(lambda tx: tx.outbox.prune_published(before, limit))
 
-    return Pruner(
-        name="outbox",
-        delete_batch=delete_batch,
-        clock=uow.clock,
-        retention=timedelta(days=settings.outbox_retention_days),
-        batch=settings.prune_batch_size,
-        pause=settings.prune_pause_seconds,
-        every=settings.prune_every_seconds,
-    )
+    return pruner(settings, "outbox", delete_batch, uow.clock, settings.outbox_retention_days)
 
 
 def signup_pruner(settings: Settings, uow: SqlUnitOfWork) -> Pruner:
@@ -149,15 +155,7 @@ def signup_pruner(settings: Settings, uow: SqlUnitOfWork) -> Pruner:
     async def delete_batch(before: datetime, limit: int) -> int:
         return await uow.run(lambda tx: tx.signups.prune_settled(before, limit))
 
-    return Pruner(
-        name="signups",
-        delete_batch=delete_batch,
-        clock=uow.clock,
-        retention=timedelta(days=settings.signup_retention_days),
-        batch=settings.prune_batch_size,
-        pause=settings.prune_pause_seconds,
-        every=settings.prune_every_seconds,
-    )
+    return pruner(settings, "signups", delete_batch, uow.clock, settings.signup_retention_days)
 
 
 def build_provider(settings: Settings, clock: Callable[[], datetime]) -> IdentityProvider:
@@ -298,14 +296,12 @@ async def build_consumer(
             handler=handler,
             processed=processed,
             prefetch=settings.worker_prefetch,
-            pruner=Pruner(
-                name="processed_events",
-                delete_batch=functools.partial(processed.prune, name),
-                clock=utc_now,
-                retention=timedelta(days=settings.processed_retention_days),
-                batch=settings.prune_batch_size,
-                pause=settings.prune_pause_seconds,
-                every=settings.prune_every_seconds,
+            pruner=pruner(
+                settings,
+                "processed_events",
+                functools.partial(processed.prune, name),
+                utc_now,
+                settings.processed_retention_days,
             ),
         )
     finally:

@@ -160,19 +160,24 @@ async def test_the_status_of_the_probes_reads_the_unpublished_index_not_the_tabl
         await uow.close()
 
 
-async def test_pruning_finds_its_rows_through_the_published_index(engine: AsyncEngine) -> None:
-    await fill_outbox(engine, outbox_rows(20_000, YOUNG, YOUNG), outbox_rows(5, None, NOW))
-    async with engine.begin() as conn:
-        await conn.execute(text("ANALYZE"))
-    # The very statement pruning runs (EXPLAIN of a DELETE deletes nothing on either).
-    compiled = st.OUTBOX_PRUNE.compile(dialect=engine.dialect)
+async def prune_plan(engine: AsyncEngine, statement: Any) -> str:
+    """The plan of the very statement pruning runs, with its parameters bound as pruning
+    binds them (EXPLAIN of a DELETE deletes nothing on either database)."""
+    compiled = statement.compile(dialect=engine.dialect)
     values = {"p_before": (NOW - timedelta(days=7)).replace(tzinfo=None), "p_limit": 500}
     every = compiled.construct_params(values)
     bound = tuple(every[name] for name in compiled.positiontup or ())
     explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
     async with engine.connect() as conn:
         rows = (await conn.exec_driver_sql(explain + compiled.string, bound)).all()
-    found = "\n".join(" ".join(str(v) for v in row) for row in rows)
+    return "\n".join(" ".join(str(v) for v in row) for row in rows)
+
+
+async def test_pruning_finds_its_rows_through_the_published_index(engine: AsyncEngine) -> None:
+    await fill_outbox(engine, outbox_rows(20_000, YOUNG, YOUNG), outbox_rows(5, None, NOW))
+    async with engine.begin() as conn:
+        await conn.execute(text("ANALYZE"))
+    found = await prune_plan(engine, st.OUTBOX_PRUNE)
     assert "ix_outbox_published_at" in found, found
     assert "Seq Scan" not in found, found
 
@@ -217,13 +222,6 @@ async def test_pruning_deletes_only_settled_signups_past_the_retention(
     # The statement reads the settled sign-ups' index, not the table.
     async with engine.begin() as conn:
         await conn.execute(text("ANALYZE"))
-    compiled = st.SIGNUPS_PRUNE.compile(dialect=engine.dialect)
-    values = {"p_before": (NOW - timedelta(days=7)).replace(tzinfo=None), "p_limit": 500}
-    every = compiled.construct_params(values)
-    bound = tuple(every[name] for name in compiled.positiontup or ())
-    explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
-    async with engine.connect() as conn:
-        rows = (await conn.exec_driver_sql(explain + compiled.string, bound)).all()
-    found = "\n".join(" ".join(str(v) for v in row) for row in rows)
+    found = await prune_plan(engine, st.SIGNUPS_PRUNE)
     if engine.dialect.name == "sqlite":
         assert "ix_signups_settled_at" in found, found
