@@ -21,10 +21,18 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 Synchronous = Literal["full", "normal"]
 
 
-def _ensure_sqlite_folder(url: str) -> None:
+def sqlite_file(url: str) -> str | None:
+    """The SQLite database file this URL names; None for another database, or for SQLite
+    in memory (one process, nothing on disk to share or lock)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        return str(parsed.database)
+    return None
+
+
+def _ensure_sqlite_folder(url: str) -> None:
+    if (path := sqlite_file(url)) is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def create_engine(
@@ -150,5 +158,4 @@ def migrate(url: str) -> None:
 
 
 def watchable(url: str) -> bool:
-    parsed = make_url(url)
-    return parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+    return sqlite_file(url) is not None

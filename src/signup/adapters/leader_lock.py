@@ -16,7 +16,8 @@ import fcntl
 import os
 
 import structlog
-from sqlalchemy.engine import make_url
+
+from signup.adapters.database import sqlite_file
 
 log = structlog.get_logger(__name__)
 
@@ -43,10 +44,8 @@ class FileLeaderLock:
     def for_database(cls, url: str) -> FileLeaderLock | None:
         """The lock beside a SQLite database file; None where there is no file to share
         (another database, or SQLite in memory: one process only)."""
-        parsed = make_url(url)
-        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-            return None
-        return cls(relay_lock_path(str(parsed.database)))
+        path = sqlite_file(url)
+        return None if path is None else cls(relay_lock_path(path))
 
     @property
     def held(self) -> bool:

@@ -33,6 +33,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from signup.adapters.database import sqlite_file
+
 _INSTANCE = re.compile(r"[0-9a-f]{32}")
 
 
@@ -166,10 +168,8 @@ class PgLiveness:
 def build_liveness(
     database_url: str, engine: AsyncEngine
 ) -> ProcessLiveness | FileLiveness | PgLiveness:
-    url = make_url(database_url)
-    backend = url.get_backend_name()
-    if backend == "postgresql":
+    if make_url(database_url).get_backend_name() == "postgresql":
         return PgLiveness(engine)
-    if backend == "sqlite" and url.database not in (None, "", ":memory:"):
-        return FileLiveness(Path(f"{url.database}.live"))
+    if (path := sqlite_file(database_url)) is not None:
+        return FileLiveness(Path(f"{path}.live"))
     return ProcessLiveness()
