@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signup import metrics
 from signup.adapters.broker import AmqpPublisher
+from signup.adapters.broker_nodes import BrokerNodes
 from signup.adapters.commit_watch import CommitWatch
 from signup.adapters.commit_watch import follow_commits as follow
 from signup.adapters.consumer import DEFAULT_PREFIX, Consumer, Handler, Topology
@@ -201,7 +202,7 @@ def bootstrap(
         in_flight_for=timedelta(seconds=settings.auth0_timeout_seconds * 3),
         liveness=None if provider.transactional else build_liveness(settings.database_url, reader),
     )
-    publisher = publisher or AmqpPublisher(settings.amqp_url.get_secret_value(), settings.exchange)
+    publisher = publisher or AmqpPublisher(BrokerNodes(settings.amqp_urls), settings.exchange)
 
     async def reconcile() -> None:
         report = await registration.reconcile(timedelta(seconds=settings.reconcile_after_seconds))
@@ -292,7 +293,7 @@ async def build_consumer(
     try:
         yield Consumer(
             topology=topology_for(name, settings, prefix=prefix),
-            amqp_url=settings.amqp_url.get_secret_value(),
+            amqp_url=BrokerNodes(settings.amqp_urls),
             handler=handler,
             processed=processed,
             prefetch=settings.worker_prefetch,

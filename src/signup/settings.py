@@ -9,12 +9,17 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from signup.addresses import normalise_origin, parse_networks
+from signup.addresses import normalise_origin, parse_networks, split_amqp_urls
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="SIGNUP_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="SIGNUP_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        # A refused value is not repeated: SIGNUP_AMQP_URL and others carry secrets.
+        hide_input_in_errors=True,
     )
 
     database_url: str = "sqlite+aiosqlite:///./var/signup.db"
@@ -98,6 +103,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_addresses(cls, value: SecretStr) -> SecretStr:
+        split_amqp_urls(value.get_secret_value())  # its errors never carry the password
+        return value
+
+    @property
+    def amqp_urls(self) -> tuple[str, ...]:
+        """Every broker address of SIGNUP_AMQP_URL, in the order written (secrets)."""
+        return split_amqp_urls(self.amqp_url.get_secret_value())
 
     @model_validator(mode="after")
     def _auth0_needs_credentials(self) -> Settings:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiormq
 import pamqp.frame
@@ -21,6 +20,7 @@ from aiormq.abc import ChannelFrame, DeliveredMessage
 from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
+from signup.adapters.broker_nodes import BrokerNodes
 from signup.service_layer.ports import OutboxEntry, PublishResult
 
 log = structlog.get_logger(__name__)
@@ -111,10 +111,17 @@ def describe(exc: BaseException) -> str:
 
 class AmqpPublisher:
     """One connection and confirm channel; after an outage or any broker error the next
-    batch connects again and declares the exchange again."""
+    batch connects again and declares the exchange again.
 
-    def __init__(self, url: str, exchange: str, *, confirm_timeout: float = 10.0) -> None:
-        self._url = url
+    With several broker nodes (`url` comma-separated, or `BrokerNodes`) it uses one; a
+    connection lost or refused moves it to the next, and one connecting attempt tries
+    each node once before it gives the batch up. `node` says which one it is on.
+    """
+
+    def __init__(
+        self, url: str | BrokerNodes, exchange: str, *, confirm_timeout: float = 10.0
+    ) -> None:
+        self._nodes = url if isinstance(url, BrokerNodes) else BrokerNodes.parse(url)
         self._exchange_name = exchange
         self._timeout = confirm_timeout
         self._link: _Link | None = None
@@ -127,6 +134,15 @@ class AmqpPublisher:
     @property
     def connected(self) -> bool:
         return self._usable()
+
+    @property
+    def node(self) -> str | None:
+        """The broker node (`host:port`) of the live connection; None while there is none."""
+        return self._nodes.node if self._usable() else None
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return self._nodes.nodes
 
     @property
     def problem(self) -> str | None:
@@ -146,39 +162,62 @@ class AmqpPublisher:
     async def _ready(self) -> tuple[_Link, aiormq.abc.AbstractChannel]:
         async with self._lock:
             if not self._usable():
+                if self._link is not None:  # the node we were on failed: try the next first
+                    self._nodes.advance()
                 await self._drop()
-                link = _Link(self._url, client_properties={"connection_name": "signup-relay"})
-                try:
-                    async with asyncio.timeout(CONNECT_SECONDS):
-                        await link.connect()
-                        channel = await link.channel(
-                            publisher_confirms=True, on_return_raises=False
-                        )
-                        await channel.exchange_declare(
-                            self._exchange_name, exchange_type="topic", durable=True
-                        )
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await link.close()
-                    raise
-                self._link, self._channel = link, channel
+                self._link, self._channel = await self._connect_any()
                 self._problem = None
                 if self._outage_told:
                     self._outage_told = False
-                    log.info("broker reachable again: sending the events that waited")
+                    log.info(
+                        "broker reachable again: sending the events that waited",
+                        broker=self._nodes.node,
+                    )
+                else:
+                    log.info("broker connected", broker=self._nodes.node)
             assert self._link is not None and self._channel is not None
             return self._link, self._channel
+
+    async def _connect_any(self) -> tuple[_Link, aiormq.abc.AbstractChannel]:
+        """Connect to the current node, else to each next one once; the last error."""
+        for tried in range(1, len(self._nodes) + 1):
+            try:
+                return await self._connect(self._nodes.url)
+            except Exception as exc:
+                if tried == len(self._nodes):
+                    raise
+                log.warning(
+                    "broker node not usable: trying the next",
+                    broker=self._nodes.node,
+                    error=describe(exc)[:300],
+                )
+                self._nodes.advance()
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def _connect(self, url: str) -> tuple[_Link, aiormq.abc.AbstractChannel]:
+        link = _Link(url, client_properties={"connection_name": "signup-relay"})
+        try:
+            async with asyncio.timeout(CONNECT_SECONDS):
+                await link.connect()
+                channel = await link.channel(publisher_confirms=True, on_return_raises=False)
+                await channel.exchange_declare(
+                    self._exchange_name, exchange_type="topic", durable=True
+                )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await link.close()
+            raise
+        return link, channel
 
     def _tell_outage(self, error: str) -> None:
         self._problem = error[:300]
         if self._outage_told:
             return
         self._outage_told = True
-        where = urlsplit(self._url)  # host and port only: the URL carries the password
-        log.warning(
+        log.warning(  # host and port only: the URLs carry the password
             "broker not reachable: events wait in the outbox until it is "
             "(sign-ups go on; the relay keeps trying)",
-            broker=f"{where.hostname or 'localhost'}:{where.port or 5672}",
+            broker=self._nodes.node if len(self._nodes) == 1 else ",".join(self._nodes.nodes),
             error=error[:300],
         )
 

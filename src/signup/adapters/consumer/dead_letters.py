@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, HeadersType
 
+from signup.adapters.broker_nodes import BrokerNodes
+from signup.adapters.consumer.connection import connect_any
 from signup.adapters.consumer.messages import (
     ATTEMPTS_HEADER,
     CONSUMER_HEADER,
@@ -73,7 +74,7 @@ async def list_dead_letters(
     amqp_url: str, topology: Topology, *, limit: int = 100
 ) -> tuple[list[DeadLetter], int]:
     """Up to `limit` parked messages (left in place) and how many are parked in all."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_any(BrokerNodes.parse(amqp_url))
     async with connection:
         channel = await connection.channel()
         dead = await channel.declare_queue(topology.dead_queue, passive=True)
@@ -96,7 +97,7 @@ async def requeue_dead_letters(
     Attempts and reason are reset, so a requeued message gets the full retry schedule.
     Each is published with a confirm before it is removed from the dead queue.
     """
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_any(BrokerNodes.parse(amqp_url))
     moved = 0
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)

@@ -32,11 +32,12 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
     AbstractQueue,
-    AbstractRobustConnection,
     HeadersType,
 )
 from pydantic import ValidationError
 
+from signup.adapters.broker_nodes import BrokerNodes
+from signup.adapters.consumer.connection import CONNECT_SECONDS, RotatingConnection
 from signup.adapters.consumer.messages import (
     ATTEMPTS_HEADER,
     CONSUMER_HEADER,
@@ -102,7 +103,7 @@ class Consumer:
         self,
         *,
         topology: Topology,
-        amqp_url: str,
+        amqp_url: str | BrokerNodes,
         handler: Handler,
         processed: ProcessedEvents,
         prefetch: int = 16,
@@ -114,7 +115,7 @@ class Consumer:
         self.topology = topology
         self.name = topology.name
         self.stats = ConsumerStats(topology.name)
-        self._amqp_url = amqp_url
+        self._nodes = amqp_url if isinstance(amqp_url, BrokerNodes) else BrokerNodes.parse(amqp_url)
         self._handler = handler
         self._processed = processed
         self._prefetch = prefetch
@@ -123,7 +124,7 @@ class Consumer:
         self._reconnect_interval = reconnect_interval
         # Forgets processed ids past their retention while the consumer runs.
         self.pruner = pruner
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: RotatingConnection | None = None
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
@@ -135,19 +136,46 @@ class Consumer:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    @property
+    def node(self) -> str | None:
+        """The broker node (`host:port`) this worker is connected to, if it is."""
+        connection = self._connection
+        return connection.node if connection is not None and connection.connected.is_set() else None
+
+    async def _connect(self) -> RotatingConnection:
+        """Connect to a node, trying each once (then it is aio-pika's robust reconnect,
+        over the nodes, that keeps the connection)."""
+        for tried in range(1, len(self._nodes) + 1):
+            connection = RotatingConnection(
+                self._nodes,
+                reconnect_interval=self._reconnect_interval,
+                client_properties={"connection_name": f"signup-worker {self.topology.queue}"},
+            )
+            try:
+                await connection.connect(timeout=CONNECT_SECONDS)
+                return connection
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+                if tried == len(self._nodes):
+                    raise
+                self._log.warning(
+                    "broker node not usable: trying the next",
+                    broker=self._nodes.node,
+                    error=str(exc),
+                )
+                self._nodes.advance()
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self._amqp_url,
-            reconnect_interval=self._reconnect_interval,
-            client_properties={"connection_name": f"signup-worker {self.topology.queue}"},
-        )
+        self._connection = await self._connect()
         self._connection.reconnect_callbacks.add(self._on_reconnect)
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         self._channel = channel
         await channel.set_qos(prefetch_count=self._prefetch)
         self._queue = await self.topology.declare(channel)
         self._consumer_tag = await self._queue.consume(self._on_message)
-        self._log.info("consumer started", prefetch=self._prefetch)
+        self._log.info("consumer started", prefetch=self._prefetch, broker=self._connection.node)
 
     async def stop(self) -> None:
         """Stop taking messages, finish those in hand (up to the grace period), close."""
@@ -193,7 +221,9 @@ class Consumer:
         # aio-pika has re-opened the channel and re-declared the exchange, the queues,
         # the binding, the QoS and the consumer by now.
         self.stats.reconnects += 1
-        self._log.warning("reconnected to the broker", reconnects=self.stats.reconnects)
+        self._log.warning(
+            "reconnected to the broker", reconnects=self.stats.reconnects, broker=self.node
+        )
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # Our own task, not the channel's: a lost connection must not cancel a side

@@ -23,6 +23,8 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractQueue
 from pamqp.common import FieldValue
 
+from signup.adapters.broker_nodes import BrokerNodes
+from signup.adapters.consumer.connection import connect_any
 from signup.domain.events import USER_NEW
 
 DEFAULT_PREFIX = "signup"
@@ -95,7 +97,7 @@ class Topology:
 
 async def delete_topology(amqp_url: str, topology: Topology, *, exchange: bool = False) -> None:
     """Delete the consumer's queues (and the exchange when asked); for tests and teardown."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect_any(BrokerNodes.parse(amqp_url))
     async with connection:
         channel = await connection.channel()
         for name in (topology.queue, topology.dead_queue, *topology.retry_queues):

@@ -226,6 +226,9 @@ async def _readiness(container: Container, *, detailed: bool) -> Response:
     # the publisher can say: the outbox holds the events meanwhile, so still 200.
     if detailed and (problem := getattr(container.publisher, "problem", None)):
         report["broker_problem"] = str(problem)
+    # Which broker node (`host:port`, never the URL) the relay publishes to.
+    if detailed and (node := getattr(container.publisher, "node", None)):
+        report["broker_node"] = str(node)
     status = 200
     try:
         async with container.uow.reader.connect() as conn:
