@@ -120,27 +120,32 @@ async def test_duplicate_email_is_409_with_a_field_error(
     status, problem, headers = await post(http, base, {**body, "email": "grace@EXAMPLE.com"})
     assert_problem(status, problem, headers, 409)
     assert problem["errors"][0]["field"] == "email"
+    assert problem["errors"][0]["code"] == "email.registered"
 
 
 @pytest.mark.parametrize(
-    ("body", "field"),
+    ("body", "field", "code"),
     [
-        ({"email": "not-an-email", "password": PASSWORD}, "email"),
-        ({"email": "a@example.com", "password": "short"}, "password"),
-        ({"email": "a@example.com", "password": "password123"}, "password"),
-        ({"email": "a@example.com", "password": "a@example.com"}, "password"),
-        ({"email": "a@example.com", "password": PASSWORD, "given_name": "x" * 101}, "given_name"),
-        ({"email": "a@example.com", "password": PASSWORD, "admin": True}, "admin"),
-        ({"password": PASSWORD}, "email"),
-        ([1, 2], "body"),
+        ({"email": "not-an-email", "password": PASSWORD}, "email", "email.invalid"),
+        ({"email": "a@example.com", "password": "x1y2z"}, "password", "password.too_short"),
+        ({"email": "a@example.com", "password": "password123"}, "password", "password.too_common"),
+        ({"email": "a@example.com", "password": "a@example.com"}, "password", "password.is_email"),
+        (
+            {"email": "a@example.com", "password": PASSWORD, "given_name": "x" * 101},
+            "given_name",
+            "given_name.too_long",
+        ),
+        ({"email": "a@example.com", "password": PASSWORD, "admin": True}, "admin", "field.unknown"),
+        ({"password": PASSWORD}, "email", "email.required"),
+        ([1, 2], "body", "body.malformed"),
     ],
 )
 async def test_invalid_input_is_422_with_field_errors(
-    base: str, http: aiohttp.ClientSession, body: Any, field: str
+    base: str, http: aiohttp.ClientSession, body: Any, field: str, code: str
 ) -> None:
     status, problem, headers = await post(http, base, body)
     assert_problem(status, problem, headers, 422)
-    assert field in {e["field"] for e in problem["errors"]}
+    assert (field, code) in {(e["field"], e["code"]) for e in problem["errors"]}
     if isinstance(body, dict) and "password" in body:
         assert body["password"] not in orjson.dumps(problem).decode()
 
@@ -148,6 +153,13 @@ async def test_invalid_input_is_422_with_field_errors(
 async def test_malformed_json_is_422(base: str, http: aiohttp.ClientSession) -> None:
     status, problem, headers = await post(http, base, b'{"email": "a@b.c", "password": ')
     assert_problem(status, problem, headers, 422)
+    assert problem["errors"] == [
+        {
+            "field": "body",
+            "message": "Send a JSON object with email and password.",
+            "code": "body.malformed",
+        }
+    ]
 
 
 async def test_not_json_is_415(base: str, http: aiohttp.ClientSession) -> None:

@@ -1,5 +1,6 @@
 """The refusals table: each service-layer error gets the very answer the API gave before the
-table (the bodies below are the bytes the eight except blocks of the route wrote)."""
+table (the bodies below are the bytes the eight except blocks of the route wrote), each
+field error with its stable `code` beside it (issue 21)."""
 
 from __future__ import annotations
 
@@ -27,18 +28,22 @@ CASES: list[tuple[SignUpError, str, int, bytes, str | None, tuple[str, str] | No
         b'"title":"E-mail already registered","status":409,'
         b'"detail":"An account with this e-mail address already exists. '
         b'Sign in instead, or reset your password.",'
-        b'"errors":[{"field":"email","message":"This e-mail address is already registered."}]}',
+        b'"errors":[{"field":"email","message":"This e-mail address is already registered.",'
+        b'"code":"email.registered"}]}',
         None,
         None,
     ),
     (
-        FieldRejected("password", "PasswordStrengthError: Password is too weak"),
+        FieldRejected(
+            "password", "PasswordStrengthError: Password is too weak", code="password.too_weak"
+        ),
         "rejected",
         422,
         b'{"type":"urn:signup:problem:invalid-input","title":"Invalid input","status":422,'
         b'"detail":"The identity provider refused a field.",'
         b'"errors":[{"field":"password",'
-        b'"message":"PasswordStrengthError: Password is too weak"}]}',
+        b'"message":"PasswordStrengthError: Password is too weak",'
+        b'"code":"password.too_weak"}]}',
         None,
         None,
     ),
@@ -49,7 +54,7 @@ CASES: list[tuple[SignUpError, str, int, bytes, str | None, tuple[str, str] | No
         b'{"type":"urn:signup:problem:idempotency-key-reused","title":"Invalid input",'
         b'"status":422,"detail":"This Idempotency-Key was used with a different request.",'
         b'"errors":[{"field":"Idempotency-Key",'
-        b'"message":"Use a new key for a different request."}]}',
+        b'"message":"Use a new key for a different request.","code":"idempotency_key.reused"}]}',
         None,
         None,
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import pytest
@@ -26,6 +27,7 @@ from signup.entrypoints.web.schemas import (
 )
 
 POLICY = PasswordPolicy("Naked Coders")
+CODE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+")
 GOOD = "violet tractor anthem"
 
 
@@ -123,7 +125,8 @@ def test_wrong_shapes_become_field_errors(body: object) -> None:
 def test_any_input_gives_a_request_or_field_errors(body: dict[str, object]) -> None:
     result = validate_signup(body, POLICY)
     if isinstance(result, list):
-        assert result and all(set(e) == {"field", "message"} for e in result)
+        assert result and all(set(e) == {"field", "message", "code"} for e in result)
+        assert all(CODE.fullmatch(e["code"]) for e in result), result
         password = body.get("password")
         if isinstance(password, str) and len(password) >= 4:
             assert all(password not in e["message"] for e in result)

@@ -40,7 +40,12 @@ _EXAMPLE = "like ada@example.com"
 
 
 class EmailRefused(ValueError):
-    """The address cannot key an account; the message says why, for the person."""
+    """The address cannot key an account; the message says why, for the person, and
+    `code` names the problem stably (`email.invalid`, `email.too_long`, ...)."""
+
+    def __init__(self, message: str, code: str = "email.invalid") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def normalise_email(value: str) -> str:
@@ -51,18 +56,24 @@ def normalise_email(value: str) -> str:
     """
     value = value.strip()
     if not value:
-        raise EmailRefused("Enter your e-mail address.")
+        raise EmailRefused("Enter your e-mail address.", "email.required")
     if len(value) > MAX_EMAIL:
-        raise EmailRefused(f"An e-mail address has at most {MAX_EMAIL} characters.")
+        raise EmailRefused(
+            f"An e-mail address has at most {MAX_EMAIL} characters.", "email.too_long"
+        )
     local, _, domain = value.rpartition("@")
     if not _LOCAL.match(local):
         _refuse_local_part(value, local)
     if len(local) > MAX_LOCAL:
-        raise EmailRefused(f"The part before the @-sign has at most {MAX_LOCAL} characters.")
+        raise EmailRefused(
+            f"The part before the @-sign has at most {MAX_LOCAL} characters.", "email.too_long"
+        )
     # An ASCII domain's case never changes the answer: one cache entry for all its spellings.
     shown, ascii_domain = checked_domain(domain.lower() if domain.isascii() else domain)
     if len(local) + 1 + len(ascii_domain) > MAX_EMAIL:
-        raise EmailRefused(f"An e-mail address has at most {MAX_EMAIL} characters.")
+        raise EmailRefused(
+            f"An e-mail address has at most {MAX_EMAIL} characters.", "email.too_long"
+        )
     return f"{local.lower()}@{shown}"
 
 
@@ -93,11 +104,13 @@ def _refuse_local_part(value: str, local: str) -> None:
             raise EmailRefused(
                 "The part before the @-sign mixes letters of different alphabets "
                 f"({_names(scripts)}), so it can pass for another address. Type it again "
-                "with your keyboard's usual letters."
+                "with your keyboard's usual letters.",
+                "email.mixed_scripts",
             )
         raise EmailRefused(
             "We can't deliver e-mail to an address with accented or non-Latin letters before "
-            "the @-sign. Use an address with only a-z, digits and . _ + - before the @-sign."
+            "the @-sign. Use an address with only a-z, digits and . _ + - before the @-sign.",
+            "email.non_ascii_local_part",
         )
     try:
         validate_email(value, check_deliverability=False)
@@ -113,7 +126,8 @@ def _refuse_look_alikes(domain: str) -> None:
             raise EmailRefused(
                 "The part after the @-sign mixes letters of different alphabets "
                 f"({_names(scripts)}), so it can pass for another address. Check it and type "
-                "it again."
+                "it again.",
+                "email.mixed_scripts",
             )
     if not any("LATIN" in scripts for _, scripts in labels):
         return  # e.g. пример.рф: nothing Latin for it to pass for
@@ -122,7 +136,8 @@ def _refuse_look_alikes(domain: str) -> None:
             raise EmailRefused(
                 f"The part after the @-sign is written in {_names(scripts)} letters that look "
                 "like Latin ones, so it can pass for another address. Check it and type it "
-                "again."
+                "again.",
+                "email.look_alike",
             )
 
 

@@ -12,12 +12,18 @@ class EmailAlreadyRegistered(SignUpError):
 
 
 class FieldRejected(SignUpError):
-    """The provider refused a field's value (e.g. its own password policy)."""
+    """A field's value was refused (e.g. by the provider's own password policy).
 
-    def __init__(self, field: str, message: str) -> None:
+    `code` is the stable name of the problem (`password.too_weak`, `email.domain_refused`):
+    a headless site translates by it, so it never changes once published (docs/contract.md
+    lists them). Without one, `<field>.refused`.
+    """
+
+    def __init__(self, field: str, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.code = code or f"{field}.refused"
 
 
 class ProviderUnavailable(SignUpError):

@@ -108,15 +108,13 @@ class SignUp:
             response_body=answer,
         )
 
-    def rejected(self, field_name: str, message: str) -> SignUp:
+    def rejected(self, field_name: str, message: str, code: str | None = None) -> SignUp:
         """The provider refused a field; the refusal is replayed as a 422 on that field."""
         self._may_become(SignUpStatus.REJECTED, _ONLY_PENDING)
-        return replace(
-            self,
-            status=SignUpStatus.REJECTED,
-            response_status=422,
-            response_body={"field": field_name, "message": message},
-        )
+        body: dict[str, object] = {"field": field_name, "message": message}
+        if code is not None:
+            body["code"] = code
+        return replace(self, status=SignUpStatus.REJECTED, response_status=422, response_body=body)
 
     def abandoned(self) -> SignUp:
         """Nothing was created: the Idempotency-Key is released so a retry starts afresh."""

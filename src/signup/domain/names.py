@@ -73,17 +73,24 @@ def name_problem(value: str) -> str | None:
     `@`, `<`, `>`, URL schemes, `www.`, anything shaped like a domain name or an IPv4
     address. Length is the caller's business.
     """
+    refusal = name_refusal(value)
+    return None if refusal is None else refusal[1]
+
+
+def name_refusal(value: str) -> tuple[str, str] | None:
+    """`name_problem`'s answer with its stable kind first (`invisible_characters`,
+    `encoded_text`, `address`, `link`): the field's code is `<field>.<kind>`."""
     # `isprintable` (in C) is False for every category refused here, and for spaces
     # other than U+0020, which are allowed: only then is each character looked at.
     if not value.isprintable() and any(unicodedata.category(ch) in _INVISIBLE for ch in value):
-        return INVISIBLE_MESSAGE
+        return "invisible_characters", INVISIBLE_MESSAGE
     folded = _folded(value)
     if _ENCODED_WORD.search(folded):
-        return ENCODED_MESSAGE
+        return "encoded_text", ENCODED_MESSAGE
     if "@" in folded or "<" in folded or ">" in folded:
-        return ADDRESS_MESSAGE
+        return "address", ADDRESS_MESSAGE
     if _SCHEME.search(folded) or _DOMAIN.search(folded):
-        return LINK_MESSAGE
+        return "link", LINK_MESSAGE
     return None
 
 

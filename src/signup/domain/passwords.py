@@ -27,24 +27,38 @@ def password_problem(
     password: str, email: str | None = None, site_name: str | None = None
 ) -> str | None:
     """Why this password is refused, in words for the person, or None when it is acceptable."""
+    refusal = password_refusal(password, email, site_name)
+    return None if refusal is None else refusal[1]
+
+
+def password_refusal(
+    password: str, email: str | None = None, site_name: str | None = None
+) -> tuple[str, str] | None:
+    """Why this password is refused: its stable code and the words for the person; or None."""
     normalised = _normalise(password)
     length = len(normalised)
     if length < MIN_LENGTH:
-        return f"Use at least {MIN_LENGTH} characters."
+        return "password.too_short", f"Use at least {MIN_LENGTH} characters."
     if length > MAX_LENGTH:
-        return f"Use at most {MAX_LENGTH} characters."
+        return "password.too_long", f"Use at most {MAX_LENGTH} characters."
     folded = normalised.casefold()
     if len(set(folded)) == 1:
-        return "Don't repeat one character: choose a few unrelated words instead."
+        return (
+            "password.repeated_character",
+            "Don't repeat one character: choose a few unrelated words instead.",
+        )
     if email:
         address = email.casefold()
         local = address.split("@", 1)[0]
         if folded in (address, local) or (
             len(local) >= 4 and folded.startswith(local) and length - len(local) < 4
         ):
-            return "Don't use your e-mail address as your password."
+            return "password.is_email", "Don't use your e-mail address as your password."
     if site_name and folded.replace(" ", "") == site_name.casefold().replace(" ", ""):
-        return "Don't use the site's name as your password."
+        return "password.is_site_name", "Don't use the site's name as your password."
     if folded in common_passwords():
-        return "This password is too common and easy to guess: choose a longer, less usual one."
+        return (
+            "password.too_common",
+            "This password is too common and easy to guess: choose a longer, less usual one.",
+        )
     return None

@@ -174,7 +174,7 @@ class RegistrationService:
         except EmailAlreadyRegistered:
             return await self._on_provider_conflict(signup, cmd, print_, same_request)
         except FieldRejected as exc:
-            await self._settle(signup.rejected(exc.field, exc.message))
+            await self._settle(signup.rejected(exc.field, exc.message, exc.code))
             raise
         except OutcomeUnknown:
             raise  # stays pending: reconciliation (or a retry) learns what happened
@@ -345,7 +345,12 @@ class RegistrationService:
         if signup.response_status == 201:
             return Registered(str(body["user_id"]), str(body["email"]), replayed=True)
         if signup.response_status == 422:
-            raise FieldRejected(str(body.get("field", "body")), str(body.get("message", "")))
+            field = str(body.get("field", "body"))
+            # Rows written before codes existed replay with the field's default code.
+            code = body.get("code")
+            raise FieldRejected(
+                field, str(body.get("message", "")), str(code) if code is not None else None
+            )
         if signup.response_status == 409:
             raise EmailAlreadyRegistered(signup.applicant.email)
         raise RequestInProgress("1")

@@ -52,6 +52,13 @@ DEFAULT_CONNECTION: Final = "Username-Password-Authentication"
 
 _MAX_ATTEMPTS: Final = 6
 
+# Auth0's refusal -> our stable code (docs/contract.md) and the words for the person.
+_PASSWORD_CODES: Final[dict[str, str]] = {
+    "PasswordStrengthError": "password.too_weak",
+    "PasswordDictionaryError": "password.too_common",
+    "PasswordNoUserInfoError": "password.contains_user_info",
+    "PasswordHistoryError": "password.used_before",
+}
 _PASSWORD_MESSAGES: Final[dict[str, str]] = {
     "PasswordStrengthError": (
         "This password is too weak for our account system. Use a longer password, "
@@ -306,7 +313,7 @@ class Auth0IdentityProvider:
         text = message.strip()
         for prefix, help_text in _PASSWORD_MESSAGES.items():
             if text.startswith(prefix):
-                return FieldRejected("password", help_text)
+                return FieldRejected("password", help_text, _PASSWORD_CODES[prefix])
         if code in _CONFIG_ERROR_CODES:
             self.unavailable += 1
             log.error(
@@ -330,12 +337,15 @@ class Auth0IdentityProvider:
             return FieldRejected(
                 field,
                 _FIELD_MESSAGES.get(field, "The identity provider did not accept this sign-up."),
+                f"{field}.refused_by_provider",
             )
         if "username" in text.lower():
-            return FieldRejected("username", "This username is already taken.")
+            return FieldRejected("username", "This username is already taken.", "username.taken")
         # Some other refusal of this person's data (e.g. a custom database script).
         log.warning("auth0.create.rejected", error=code, message=_scrub(text, password))
-        return FieldRejected("body", "The identity provider did not accept this sign-up.")
+        return FieldRejected(
+            "body", "The identity provider did not accept this sign-up.", "body.refused_by_provider"
+        )
 
     async def find_by_email(self, email: str) -> list[CreatedAccount]:
         answer = await self._management(

@@ -22,6 +22,7 @@ from signup.entrypoints.web.ops import ops_router, ops_serving
 from signup.entrypoints.web.page import mount_static, page_router
 from signup.entrypoints.web.problems import problem
 from signup.entrypoints.web.routes import router
+from signup.entrypoints.web.schemas import CODE_SUFFIXES
 from signup.settings import Settings
 
 
@@ -87,10 +88,11 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def validation_problem(request: Request, exc: RequestValidationError) -> Response:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"][1:]) or "body", "message": e["msg"]}
-            for e in exc.errors()
-        ]
+        errors = []
+        for e in exc.errors():
+            field = ".".join(str(p) for p in e["loc"][1:]) or "body"
+            suffix = CODE_SUFFIXES.get(e["type"], "invalid")
+            errors.append({"field": field, "message": e["msg"], "code": f"{field}.{suffix}"})
         return problem(422, "invalid-input", "Some fields need attention.", errors=errors)
 
     @app.exception_handler(DBAPIError)

@@ -119,7 +119,11 @@ REFUSALS: dict[type[SignUpError], Refusal[Any]] = dict(
                 "An account with this e-mail address already exists. "
                 "Sign in instead, or reset your password.",
                 errors=lambda _: [
-                    {"field": "email", "message": "This e-mail address is already registered."}
+                    {
+                        "field": "email",
+                        "message": "This e-mail address is already registered.",
+                        "code": "email.registered",
+                    }
                 ],
             ),
         ),
@@ -130,7 +134,7 @@ REFUSALS: dict[type[SignUpError], Refusal[Any]] = dict(
                 422,
                 "invalid-input",
                 "The identity provider refused a field.",
-                errors=lambda exc: [{"field": exc.field, "message": exc.message}],
+                errors=lambda exc: [{"field": exc.field, "message": exc.message, "code": exc.code}],
             ),
         ),
         _refusal(
@@ -144,6 +148,7 @@ REFUSALS: dict[type[SignUpError], Refusal[Any]] = dict(
                     {
                         "field": "Idempotency-Key",
                         "message": "Use a new key for a different request.",
+                        "code": "idempotency_key.reused",
                     }
                 ],
             ),

@@ -19,7 +19,12 @@ from signup.domain.commands import RegisterUser
 from signup.domain.errors import SignUpError
 from signup.entrypoints.web.client_ip import ClientAddresses
 from signup.entrypoints.web.problems import problem, refusal_for
-from signup.entrypoints.web.schemas import PasswordPolicy, SignUpRequest, validate_signup
+from signup.entrypoints.web.schemas import (
+    BODY_MALFORMED,
+    PasswordPolicy,
+    SignUpRequest,
+    validate_signup,
+)
 
 log = structlog.get_logger(__name__)
 router = APIRouter()
@@ -108,6 +113,7 @@ async def sign_up(request: Request) -> Response:
                 {
                     "field": "Idempotency-Key",
                     "message": f"String should have at most {IDEMPOTENCY_KEY_MAX} characters",
+                    "code": "idempotency_key.too_long",
                 }
             ],
         )
@@ -146,9 +152,7 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
                 422,
                 "invalid-input",
                 "The body is not valid JSON.",
-                errors=[
-                    {"field": "body", "message": "Send a JSON object with email and password."}
-                ],
+                errors=[dict(BODY_MALFORMED)],
             ),
         )
     checked = validate_signup(data, PasswordPolicy(settings.site_name))

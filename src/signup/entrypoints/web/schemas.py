@@ -5,29 +5,44 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from signup.domain.email_address import normalise_email
+from signup.domain.email_address import EmailRefused, normalise_email
 from signup.domain.model import Applicant
-from signup.domain.names import name_problem
-from signup.domain.passwords import MAX_LENGTH, password_problem
+from signup.domain.names import name_refusal
+from signup.domain.passwords import MAX_LENGTH, password_refusal
 
 MAX_NAME = 100
 
 
-def _clean_name(value: str | None) -> str | None:
+def refused(code: str, message: str) -> PydanticCustomError:
+    """A validation error that carries its stable code (as its type) and its message."""
+    # The message goes in the context: a template would read any braces in it as fields.
+    return PydanticCustomError(code, "{message}", {"message": message})
+
+
+def _clean_name(field: str, value: str | None) -> str | None:
     if value is None:
         return None
     value = unicodedata.normalize("NFC", value).strip()
     if not value:
         return None
     if len(value) > MAX_NAME:
-        raise ValueError(f"Use at most {MAX_NAME} characters.")
+        raise refused(f"{field}.too_long", f"Use at most {MAX_NAME} characters.")
     # The welcome e-mail repeats the name to an unverified address: no encoded-words,
     # links or addresses (the rule lives in the domain; the consumer applies it too).
-    problem = name_problem(value)
-    if problem is not None:
-        raise ValueError(problem)
+    refusal = name_refusal(value)
+    if refusal is not None:
+        kind, message = refusal
+        raise refused(f"{field}.{kind}", message)
     return value
 
 
@@ -44,12 +59,15 @@ class SignUpRequest(BaseModel):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
-        return normalise_email(value)
+        try:
+            return normalise_email(value)
+        except EmailRefused as exc:
+            raise refused(exc.code, str(exc)) from None
 
     @field_validator("given_name", "family_name")
     @classmethod
-    def _names(cls, value: str | None) -> str | None:
-        return _clean_name(value)
+    def _names(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _clean_name(str(info.field_name), value)
 
     def applicant(self) -> Applicant:
         return Applicant(self.email, self.given_name, self.family_name)
@@ -59,8 +77,8 @@ class PasswordPolicy:
     def __init__(self, site_name: str) -> None:
         self.site_name = site_name
 
-    def problem(self, request: SignUpRequest) -> str | None:
-        return password_problem(request.password, request.email, self.site_name)
+    def refusal(self, password: str, email: str | None) -> tuple[str, str] | None:
+        return password_refusal(password, email, self.site_name)
 
 
 FIELD_MESSAGES = {
@@ -69,22 +87,45 @@ FIELD_MESSAGES = {
     "extra_forbidden": "Unknown field: remove it.",
     "string_too_long": "This is too long.",
 }
+# Pydantic's error types as the last part of a field's code (`email.required`).
+CODE_SUFFIXES = {
+    "missing": "required",
+    "string_type": "not_text",
+    "string_too_long": "too_long",
+    "string_too_short": "too_short",
+}
+BODY_MALFORMED = {
+    "field": "body",
+    "message": "Send a JSON object with email and password.",
+    "code": "body.malformed",
+}
+
+
+def field_error(field: str, message: str, code: str) -> dict[str, str]:
+    return {"field": field, "message": message, "code": code}
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:
-    """Pydantic's errors as `{"field", "message"}`, never echoing the input."""
+    """Pydantic's errors as `{"field", "message", "code"}`, never echoing the input."""
     errors: list[dict[str, str]] = []
     for error in exc.errors(include_input=False, include_url=False):
         loc = [str(part) for part in error["loc"]]
         field = ".".join(loc) if loc else "body"
         kind = error["type"]
-        if kind == "value_error":
-            message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+        ctx = error.get("ctx") or {}
+        if "." in kind:  # ours (`refused`): the type is the code
+            errors.append(field_error(field, str(ctx.get("message", error["msg"])), kind))
         elif kind == "model_type" or kind == "dict_type":
-            field, message = "body", "Send a JSON object with email and password."
+            errors.append(dict(BODY_MALFORMED))
+        elif kind == "extra_forbidden":
+            errors.append(field_error(field, FIELD_MESSAGES[kind], "field.unknown"))
         else:
             message = FIELD_MESSAGES.get(kind, error["msg"])
-        errors.append({"field": field, "message": message})
+            if kind == "value_error" and "error" in ctx:
+                message = str(ctx["error"])
+            errors.append(
+                field_error(field, message, f"{field}.{CODE_SUFFIXES.get(kind, 'invalid')}")
+            )
     return errors
 
 
@@ -96,11 +137,11 @@ def validate_signup(data: Any, policy: PasswordPolicy) -> SignUpRequest | list[d
         # Tell about the password too, if it is present, so one round trip fixes all.
         if isinstance(data, dict) and isinstance(data.get("password"), str):
             email = data.get("email") if isinstance(data.get("email"), str) else None
-            problem = password_problem(data["password"], email, policy.site_name)
-            if problem and not any(e["field"] == "password" for e in errors):
-                errors.append({"field": "password", "message": problem})
+            refusal = policy.refusal(data["password"], email)
+            if refusal and not any(e["field"] == "password" for e in errors):
+                errors.append(field_error("password", refusal[1], refusal[0]))
         return errors
-    problem = policy.problem(request)
-    if problem:
-        return [{"field": "password", "message": problem}]
+    refusal = policy.refusal(request.password, request.email)
+    if refusal:
+        return [field_error("password", refusal[1], refusal[0])]
     return request
