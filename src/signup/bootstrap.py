@@ -50,6 +50,7 @@ from signup.service_layer.reconciliation import Reconciler
 from signup.service_layer.registration import RegistrationService
 from signup.service_layer.relay import Relay
 from signup.service_layer.retention import DeleteBatch, Pruner
+from signup.service_layer.verification import EmailVerification, VerificationLinks
 from signup.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -71,6 +72,9 @@ class Container:
     engines: list[AsyncEngine] = field(default_factory=list)
     # Beside the relay, on its own schedule (None: the provider keeps no accounts apart).
     reconciler: Reconciler | None = None
+    # Opening the welcome e-mail's link (None: no link is sent, SIGNUP_VERIFY_KEY unset or
+    # Auth0, which verifies addresses itself).
+    verification: EmailVerification | None = None
     _reconcile_task: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _relay_task: asyncio.Task[None] | None = None
@@ -245,6 +249,34 @@ def bootstrap(
         limiter=limiter,
         engines=[writer, reader],
         reconciler=reconciler,
+        verification=email_verification(settings, uow, clock),
+    )
+
+
+def email_verification(
+    settings: Settings, uow: SqlUnitOfWork, clock: Callable[[], datetime]
+) -> EmailVerification | None:
+    if not settings.verifies_email or settings.verify_key is None:
+        return None
+    return EmailVerification(
+        uow=uow,
+        key=settings.verify_key.get_secret_value().encode(),
+        clock=clock,
+        source=settings.event_source,
+    )
+
+
+def verification_links(
+    settings: Settings, clock: Callable[[], datetime] = utc_now
+) -> VerificationLinks | None:
+    """The welcome e-mail's link maker (None: local accounts are not verified)."""
+    if not settings.verifies_email or settings.verify_key is None:
+        return None
+    return VerificationLinks(
+        key=settings.verify_key.get_secret_value().encode(),
+        site_url=settings.site_url,
+        ttl=timedelta(seconds=settings.verify_ttl_seconds),
+        clock=clock,
     )
 
 
@@ -277,7 +309,10 @@ async def build_consumer(
     handler: Handler
     if name == WELCOME_EMAIL:
         brand = Brand(
-            site_name=settings.site_name, site_url=settings.site_url, mail_from=settings.mail_from
+            site_name=settings.site_name,
+            site_url=settings.site_url,
+            mail_from=settings.mail_from,
+            verification=verification_links(settings),
         )
         handler = functools.partial(
             send_welcome_email, mailer=mailer or SmtpMailer.from_settings(settings), brand=brand

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     brand_dir: Path | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # Local provider: the key (at least 32 characters) that signs the welcome e-mail's
+    # verification link, and how long a link works. Unset: no link, nothing verifies
+    # (web service and welcome-e-mail worker need the same key).
+    verify_key: SecretStr | None = None
+    verify_ttl_seconds: int = Field(default=432_000, ge=60, le=90 * 86_400)
+
     smtp_host: str = "localhost"
     smtp_port: int = 25
     smtp_username: str | None = None
@@ -130,6 +136,20 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"identity provider auth0 needs {', '.join(missing)}")
         return self
+
+    @field_validator("verify_key")
+    @classmethod
+    def _verify_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("SIGNUP_VERIFY_KEY needs at least 32 characters")
+        return value
+
+    @property
+    def verifies_email(self) -> bool:
+        """Local accounts get a verification link (the local provider, with a key)."""
+        return self.identity_provider == "local" and self.verify_key is not None
 
     @cached_property
     def auth0_base(self) -> str:

@@ -2,7 +2,8 @@
 
 `UserRegistered` travels as a CloudEvents 1.0 structured-mode JSON document of type
 `user.new`; the same models parse it on the consumer side, so publisher and consumers
-cannot drift apart.
+cannot drift apart. `UserVerified` (`user.verified`) follows the same envelope rules:
+a local account's address was confirmed through the link of its welcome e-mail.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 USER_NEW = "user.new"
+USER_VERIFIED = "user.verified"
 
 
 def iso_millis(moment: datetime) -> str:
@@ -68,3 +70,52 @@ class UserRegistered(BaseModel):
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+class UserVerifiedData(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    user_id: str = Field(min_length=1)
+    email: str = Field(min_length=3)
+    email_verified: Literal[True] = True
+    verified_at: datetime
+    identity_provider: str
+
+    @field_serializer("verified_at")
+    def _verified_at(self, value: datetime) -> str:
+        return iso_millis(value)
+
+
+class UserVerified(BaseModel):
+    """A person opened the verification link of a local account (CloudEvent `user.verified`,
+    v1): once per account."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    schema_version: ClassVar[int] = 1
+    routing_key: ClassVar[str] = USER_VERIFIED
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: Literal["user.verified"] = "user.verified"
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: UserVerifiedData
+
+    @field_serializer("time")
+    def _time(self, value: datetime) -> str:
+        return iso_millis(value)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> UserVerified:
+        return cls.model_validate_json(body)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# What the outbox carries: every event the service publishes.
+OutboxEvent = UserRegistered | UserVerified

@@ -28,6 +28,7 @@ from signup.domain.events import UserRegistered, iso_millis
 from signup.domain.names import greeting_from
 from signup.service_layer.failures import PermanentFailure
 from signup.service_layer.ports import Crm, Mailer
+from signup.service_layer.verification import VerificationLinks
 
 WELCOME_EMAIL = "welcome-email"
 CRM_SYNC = "crm-sync"
@@ -65,6 +66,8 @@ class Brand:
     site_name: str
     site_url: str
     mail_from: str
+    # Local accounts' verification links (None: no link; Auth0 sends its own e-mail).
+    verification: VerificationLinks | None = None
 
 
 @cache
@@ -95,6 +98,14 @@ def message_id(event_id: str) -> str:
     """`<event-id@signup>`: a duplicate send carries the same Message-ID."""
     local = event_id if _SAFE_ID.match(event_id) else hashlib.sha256(event_id.encode()).hexdigest()
     return f"<{local}@signup>"
+
+
+def verify_url(event: UserRegistered, brand: Brand) -> str | None:
+    """The link that verifies the new account's address: local, unverified accounts only."""
+    data = event.data
+    if brand.verification is None or data.identity_provider != "local" or data.email_verified:
+        return None
+    return brand.verification.link_for(data.user_id)
 
 
 def recipient_of(event: UserRegistered) -> str:
@@ -161,6 +172,7 @@ def compose_welcome(event: UserRegistered, brand: Brand) -> EmailMessage:
         **brand_context,
         "greeting": greeting_name(event),
         "email": recipient,
+        "verify_url": verify_url(event, brand),
     }
     env = _templates()
     subject = " ".join(env.get_template("welcome.subject.j2").render(brand_context).split())

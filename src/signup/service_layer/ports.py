@@ -24,7 +24,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from typing import Any, Protocol, runtime_checkable
 
-from signup.domain.events import UserRegistered
+from signup.domain.events import OutboxEvent
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
 
 # ---- identity ----------------------------------------------------------------------
@@ -122,7 +122,7 @@ class SignUpRepository(Protocol):
 
 
 class OutboxRepository(Protocol):
-    async def add(self, event: UserRegistered) -> None: ...
+    async def add(self, event: OutboxEvent) -> None: ...
 
     async def claim(
         self, holder: str, until: datetime, now: datetime, limit: int
@@ -160,6 +160,13 @@ class UserRepository(Protocol):
     async def exists(self, email: str) -> bool: ...
 
     async def by_email(self, email: str) -> CreatedAccount | None: ...
+
+    async def by_id(self, user_id: str) -> CreatedAccount | None: ...
+
+    async def mark_verified(self, user_id: str) -> bool:
+        """Set the account's `email_verified` if it is not yet; False when it already was
+        (or there is no such account): one caller ever gets True for an account."""
+        ...
 
 
 class LeaseRepository(Protocol):

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from signup.domain.errors import AccountAlreadyCompleted, EmailAlreadyRegistered, RequestInProgress
-from signup.domain.events import UserRegistered
+from signup.domain.events import OutboxEvent
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
 from signup.service_layer.ports import OutboxEntry, OutboxStatus, PublishResult
 from signup.service_layer.unit_of_work import Work
@@ -116,7 +116,7 @@ class FakeOutbox:
     def __init__(self, state: _State) -> None:
         self._s = state
 
-    async def add(self, event: UserRegistered) -> None:
+    async def add(self, event: OutboxEvent) -> None:
         assert event.id not in self._s.outbox, "one outbox row per event id"
         self._s.outbox[event.id] = OutboxEntry(
             event.id,
@@ -196,6 +196,16 @@ class FakeUsers:
 
     async def by_email(self, email: str) -> CreatedAccount | None:
         return self._s.users.get(email)
+
+    async def by_id(self, user_id: str) -> CreatedAccount | None:
+        return next((a for a in self._s.users.values() if a.user_id == user_id), None)
+
+    async def mark_verified(self, user_id: str) -> bool:
+        account = await self.by_id(user_id)
+        if account is None or account.email_verified:
+            return False
+        self._s.users[account.email] = replace(account, email_verified=True)
+        return True
 
 
 class FakeLeases:

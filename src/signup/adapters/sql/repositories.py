@@ -19,7 +19,7 @@ from signup.adapters import tables as t
 from signup.adapters.sql import statements as st
 from signup.adapters.sql.sqlite_fast import Changed, InlineConnection
 from signup.domain.errors import AccountAlreadyCompleted, EmailAlreadyRegistered, RequestInProgress
-from signup.domain.events import UserRegistered
+from signup.domain.events import OutboxEvent
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
 from signup.service_layer.ports import OutboxEntry, OutboxStatus
 
@@ -179,7 +179,7 @@ class SqlOutbox:
         self._conn = conn
         self._written = written
 
-    async def add(self, event: UserRegistered) -> None:
+    async def add(self, event: OutboxEvent) -> None:
         payload = event.to_json()
         result = await self._conn.execute(
             st.OUTBOX_INSERT,
@@ -290,16 +290,33 @@ class SqlUsers:
 
     async def by_email(self, email: str) -> CreatedAccount | None:
         row = (await self._conn.execute(select(t.users).where(st.same_mailbox(email)))).first()
-        if row is None:
-            return None
-        return CreatedAccount(
-            user_id=row.user_id,
-            email=row.email,
-            email_verified=row.email_verified,
-            created_at=row.created_at,
-            given_name=row.given_name,
-            family_name=row.family_name,
+        return None if row is None else _account_from_row(row)
+
+    async def by_id(self, user_id: str) -> CreatedAccount | None:
+        row = (
+            await self._conn.execute(select(t.users).where(t.users.c.user_id == user_id))
+        ).first()
+        return None if row is None else _account_from_row(row)
+
+    async def mark_verified(self, user_id: str) -> bool:
+        # Guarded: of two requests verifying one account at once, one changes the row.
+        result = await self._conn.execute(
+            update(t.users)
+            .where(t.users.c.user_id == user_id, t.users.c.email_verified.is_(False))
+            .values(email_verified=True)
         )
+        return bool(result.rowcount)
+
+
+def _account_from_row(row: Any) -> CreatedAccount:
+    return CreatedAccount(
+        user_id=row.user_id,
+        email=row.email,
+        email_verified=bool(row.email_verified),
+        created_at=row.created_at,
+        given_name=row.given_name,
+        family_name=row.family_name,
+    )
 
 
 class SqlLeases:

@@ -23,6 +23,7 @@ from signup.entrypoints.web.page import mount_static, page_router
 from signup.entrypoints.web.problems import problem
 from signup.entrypoints.web.routes import router
 from signup.entrypoints.web.schemas import CODE_SUFFIXES
+from signup.entrypoints.web.verify import verify_router
 from signup.settings import Settings
 
 
@@ -76,6 +77,7 @@ def create_app(
     )
     app.include_router(router)
     app.include_router(page_router(settings))
+    app.include_router(verify_router(settings))
     mount_static(app, settings)
     if settings.ops_on_public_port:
         app.include_router(ops_router(app.openapi))

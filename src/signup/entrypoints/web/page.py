@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from fastapi import APIRouter, FastAPI
@@ -26,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from signup.settings import Settings
 
-__all__ = ["mount_static", "page_router"]
+__all__ = ["mount_static", "page_context", "page_router", "page_templates"]
 
 _HERE = Path(__file__).resolve().parent
 PACKAGE_TEMPLATES = _HERE / "templates"
@@ -86,8 +87,8 @@ def _environment(settings: Settings) -> jinja2.Environment:
     )
 
 
-def render_page(settings: Settings) -> str:
-    """The sign-up page's HTML for these settings (templates looked up brand-first)."""
+def page_context(settings: Settings) -> dict[str, Any]:
+    """What every branded page's template gets: the brand, the assets' URLs."""
     required = {name: _asset_url(settings, name) for name in ("signup.css", "signup.js")}
     missing = [name for name, url in required.items() if url is None]
     if missing:
@@ -105,7 +106,17 @@ def render_page(settings: Settings) -> str:
         "password_min_length": PASSWORD_MIN_LENGTH,
         "request_timeout_ms": REQUEST_TIMEOUT_MS,
     }
-    return _environment(settings).get_template(PAGE_TEMPLATE).render(context)
+    return context
+
+
+def page_templates(settings: Settings) -> jinja2.Environment:
+    """The branded pages' templates, looked up in the brand folder first."""
+    return _environment(settings)
+
+
+def render_page(settings: Settings) -> str:
+    """The sign-up page's HTML for these settings (templates looked up brand-first)."""
+    return _environment(settings).get_template(PAGE_TEMPLATE).render(page_context(settings))
 
 
 def page_router(settings: Settings) -> APIRouter:
