@@ -31,6 +31,7 @@ from signup.adapters.database import (
     create_sqlite_writer,
     watchable,
 )
+from signup.adapters.form_file import FormFileError, load_form
 from signup.adapters.leader_lock import FileLeaderLock
 from signup.adapters.liveness import build_liveness
 from signup.adapters.local_users import LocalIdentityProvider
@@ -38,6 +39,7 @@ from signup.adapters.mailer import SmtpMailer
 from signup.adapters.processed import SqlProcessedEvents
 from signup.adapters.rate_limit import AttemptLimiter, LimitsAttemptLimiter
 from signup.adapters.sql import SqlUnitOfWork
+from signup.domain.form import NO_FORM, FormDefinition
 from signup.service_layer.consumers import (
     CONSUMERS,
     WELCOME_EMAIL,
@@ -161,6 +163,15 @@ def signup_pruner(settings: Settings, uow: SqlUnitOfWork) -> Pruner:
         return await uow.run(lambda tx: tx.signups.prune_settled(before, limit))
 
     return pruner(settings, "signups", delete_batch, uow.clock, settings.signup_retention_days)
+
+
+def form_definition(settings: Settings) -> FormDefinition:
+    """The site's form (`SIGNUP_FORM_FILE`), or the built-in one; `FormFileError` if the
+    file has a mistake (start-up stops: never a half-working form)."""
+    return NO_FORM if settings.form_file is None else load_form(settings.form_file)
+
+
+__all__ = ["FormFileError", "bootstrap", "form_definition"]
 
 
 def build_provider(settings: Settings, clock: Callable[[], datetime]) -> IdentityProvider:

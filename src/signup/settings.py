@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     site_name: str = "Naked Coders"
     site_url: str = "http://127.0.0.1:8000"
     brand_dir: Path | None = None
+    # The site's extra fields and consents (TOML; docs/form.md). None: the built-in form.
+    form_file: Path | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Local provider: the key (at least 32 characters) that signs the welcome e-mail's

@@ -41,6 +41,17 @@ def _settings() -> Settings:
     return settings
 
 
+def _check_form(settings: Settings) -> None:
+    """A form definition with a mistake stops start-up, saying where (exit status 2)."""
+    from signup.bootstrap import FormFileError, form_definition
+
+    try:
+        form_definition(settings)
+    except FormFileError as exc:
+        typer.echo(f"signup: invalid SIGNUP_FORM_FILE: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 async def _until_signalled(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -63,6 +74,7 @@ def serve(
     from signup.entrypoints.web.ready import announce_when_ready
 
     settings = _settings()
+    _check_form(settings)
     try:
         check_ops_port(settings)  # before any worker starts (they would crash-loop)
     except OpsPortUnavailable as exc:
