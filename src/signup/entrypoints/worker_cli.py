@@ -16,7 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from signup.adapters.consumer import DEFAULT_PREFIX, list_dead_letters, requeue_dead_letters
+from signup.adapters.consumer import (
+    DEFAULT_PREFIX,
+    WorkersStillRunning,
+    list_dead_letters,
+    migrate_queues,
+    requeue_dead_letters,
+)
 from signup.adapters.consumer_metrics import ConsumerStats
 from signup.adapters.database import migrate
 from signup.log_config import configure_logging
@@ -200,3 +206,30 @@ def requeue(
     Console().print(f"Moved {moved} message(s) from {topology.dead_queue} to {topology.queue}.")
     if event_id is not None and moved == 0:
         raise typer.Exit(1)
+
+
+@worker_app.command("migrate-queues")
+def migrate_queues_command(name: str = NAME_ARGUMENT, prefix: str = PREFIX_OPTION) -> None:
+    """Move NAME's queues that an earlier version declared with other arguments (classic
+    retry and parking queues) over to quorum queues, keeping every message.
+
+    Stop the workers of NAME first (refused while its queue has a consumer). Queues that
+    are already current are left alone; running it twice does nothing the second time.
+    """
+    from signup.bootstrap import topology_for
+
+    settings = Settings()
+    topology = topology_for(name, settings, prefix=prefix)
+    try:
+        done = asyncio.run(migrate_queues(settings.amqp_url.get_secret_value(), topology))
+    except WorkersStillRunning as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    except Exception as exc:
+        Console(stderr=True).print(f"[red]error:[/red] migrating {topology.queue}: {exc}")
+        raise typer.Exit(1) from exc
+    console = Console()
+    for queue, moved in done.moved.items():
+        console.print(f"{queue}: declared again as this version does; {moved} message(s) kept.")
+    if not done.moved:
+        console.print(f"Every queue of {topology.name} is already current.")

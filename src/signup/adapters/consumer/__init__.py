@@ -6,6 +6,9 @@
   retries, parking and once-per-event-id side effects;
 - `dead_letters`: listing and requeueing parked messages (`signup worker
   dead-letters|requeue`);
+- `migration`: moving queues an earlier version declared with other arguments over
+  (`signup worker migrate-queues`);
+- `connection`: the workers' connection, moving over the broker nodes;
 - `messages`: the headers the runtime writes, copies of a message, its event id.
 
 The names the rest of the code uses are importable from here.
@@ -25,6 +28,7 @@ from signup.adapters.consumer.messages import (
     REQUEUED_HEADER,
     event_id_of,
 )
+from signup.adapters.consumer.migration import Migration, WorkersStillRunning, migrate_queues
 from signup.adapters.consumer.runtime import Consumer, Handler
 from signup.adapters.consumer.topology import DEFAULT_PREFIX, Topology, delete_topology
 
@@ -39,9 +43,12 @@ __all__ = [
     "Consumer",
     "DeadLetter",
     "Handler",
+    "Migration",
     "Topology",
+    "WorkersStillRunning",
     "delete_topology",
     "event_id_of",
     "list_dead_letters",
+    "migrate_queues",
     "requeue_dead_letters",
 ]

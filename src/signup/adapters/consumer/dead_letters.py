@@ -81,12 +81,12 @@ async def list_dead_letters(
         total = dead.declaration_result.message_count or 0
         letters: list[DeadLetter] = []
         # Fetched without ack; closing the channel puts them all back, in order.
-        for _ in range(min(total, limit)):
+        for _ in range(limit):  # not `total`: messages just returned come back a moment later
             message = await dead.get(no_ack=False, fail=False)
             if message is None:
                 break
             letters.append(_dead_letter(message))
-    return letters, total
+    return letters, max(total, len(letters))
 
 
 async def requeue_dead_letters(
@@ -103,11 +103,10 @@ async def requeue_dead_letters(
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await channel.declare_queue(topology.queue, passive=True)
         dead = await channel.declare_queue(topology.dead_queue, passive=True)
-        total = dead.declaration_result.message_count or 0
-        for _ in range(total):
-            message = await dead.get(no_ack=False, fail=False)
-            if message is None:
-                break
+        # Until none is ready (not `total` times): a quorum queue takes back messages
+        # another client just returned (a listing) a moment later, and those left here
+        # unacked are not handed out twice on this channel.
+        while (message := await dead.get(no_ack=False, fail=False)) is not None:
             if event_id is not None and event_id_of(message) != event_id:
                 continue  # stays unacked until the channel closes: back in place
             headers: HeadersType = {

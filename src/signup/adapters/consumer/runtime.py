@@ -173,7 +173,7 @@ class Consumer:
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         self._channel = channel
         await channel.set_qos(prefetch_count=self._prefetch)
-        self._queue = await self.topology.declare(channel)
+        self._queue = await self.topology.declare(channel, self._connection)
         self._consumer_tag = await self._queue.consume(self._on_message)
         self._log.info("consumer started", prefetch=self._prefetch, broker=self._connection.node)
 
