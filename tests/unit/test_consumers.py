@@ -398,13 +398,23 @@ def test_topology_names_and_arguments() -> None:
         "x-delivery-limit": 20,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": "signup.welcome-email.dead",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
     }
     assert topology.retry_arguments(5000) == {
-        "x-queue-type": "classic",
+        "x-queue-type": "quorum",
         "x-message-ttl": 5000,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": "signup.welcome-email",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
     }
+    assert topology.dead_arguments() == {"x-queue-type": "quorum"}
+    assert [name for name, _ in topology.declarations()] == [
+        "signup.welcome-email.dead",
+        *topology.retry_queues,
+        "signup.welcome-email",
+    ]
 
 
 def test_malformed_reasons_name_the_fields() -> None:
