@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -41,6 +43,15 @@ class Settings(BaseSettings):
     auth0_timeout_seconds: float = 10.0
     # How long a sign-up may wait in line for Auth0's rate limit before it is answered 503.
     auth0_queue_deadline_seconds: float = 5.0
+
+    # The way on to sign-in (entrypoints/web/hand_over.py): the site's sign-in page and
+    # where the success panel continues; with Auth0, by default, Universal Login for the
+    # site's own (login) application, on its custom domain if it has one.
+    sign_in_url: str | None = None
+    after_signup_url: str | None = None
+    auth0_login_client_id: str | None = None
+    auth0_login_redirect_uri: str | None = None
+    auth0_login_domain: str | None = None
 
     site_name: str = "Naked Coders"
     site_url: str = "http://127.0.0.1:8000"
@@ -139,6 +150,28 @@ class Settings(BaseSettings):
                 raise ValueError(f"identity provider auth0 needs {', '.join(missing)}")
         return self
 
+    @field_validator("sign_in_url", "after_signup_url", "auth0_login_redirect_uri")
+    @classmethod
+    def _absolute_or_own_path(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        split = urlsplit(value)
+        own_path = value.startswith("/") and not value.startswith("//")
+        absolute = split.scheme in ("http", "https") and bool(split.netloc)
+        if not (own_path or absolute) or any(c in value for c in '"<> \t\r\n'):
+            raise ValueError(f"{value!r} is not an http(s) URL or a path on this site")
+        return value
+
+    @field_validator("auth0_login_domain")
+    @classmethod
+    def _bare_host(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?", value.strip()):
+            raise ValueError(f"{value!r} is not a host name (e.g. login.example.com)")
+        return value.strip()
+
     @field_validator("verify_key")
     @classmethod
     def _verify_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
@@ -152,6 +185,18 @@ class Settings(BaseSettings):
     def verifies_email(self) -> bool:
         """Local accounts get a verification link (the local provider, with a key)."""
         return self.identity_provider == "local" and self.verify_key is not None
+
+    @model_validator(mode="after")
+    def _login_application_whole(self) -> Settings:
+        client, redirect = self.auth0_login_client_id, self.auth0_login_redirect_uri
+        if bool(client) != bool(redirect):
+            raise ValueError(
+                "SIGNUP_AUTH0_LOGIN_CLIENT_ID and SIGNUP_AUTH0_LOGIN_REDIRECT_URI go together "
+                "(Universal Login needs the application and its callback URL)"
+            )
+        if redirect and not redirect.startswith(("http://", "https://")):
+            raise ValueError("SIGNUP_AUTH0_LOGIN_REDIRECT_URI must be an absolute URL")
+        return self
 
     @cached_property
     def auth0_base(self) -> str:

@@ -87,7 +87,13 @@ def _wait_healthy(server: Server) -> None:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real `signup serve` (web app and outbox relay) on a free port."""
-    workdir = tmp_path_factory.mktemp("signup-serve")
+    with start_server(tmp_path_factory.mktemp("signup-serve")) as srv:
+        yield srv
+
+
+@contextlib.contextmanager
+def start_server(workdir: Path, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+    """`signup serve` in `workdir` with the browser tests' settings and `extra_env`."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     exchange = f"test-browser-{uuid.uuid4().hex[:12]}"
@@ -110,6 +116,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     }
     env.pop("SIGNUP_BRAND_DIR", None)
     env.pop("SIGNUP_ALLOWED_ORIGINS", None)
+    env.update(extra_env or {})
     log_path = workdir / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -18,6 +18,7 @@ from signup.addresses import normalise_origin
 from signup.bootstrap import Container, bootstrap
 from signup.entrypoints.web.client_ip import ClientAddresses
 from signup.entrypoints.web.guards import GuardMiddleware
+from signup.entrypoints.web.hand_over import HandOver
 from signup.entrypoints.web.ops import ops_router, ops_serving
 from signup.entrypoints.web.page import mount_static, page_router
 from signup.entrypoints.web.problems import problem
@@ -75,6 +76,7 @@ def create_app(
     app.state.client_addresses = ClientAddresses.configure(
         settings.trust_forwarded_for, settings.trusted_proxies, settings.rate_limit_ipv6_prefix
     )
+    app.state.hand_over = HandOver.from_settings(settings)
     app.include_router(router)
     app.include_router(page_router(settings))
     app.include_router(verify_router(settings))

@@ -25,6 +25,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.staticfiles import StaticFiles
 
+from signup.entrypoints.web.hand_over import HandOver
 from signup.settings import Settings
 
 __all__ = ["mount_static", "page_context", "page_router", "page_templates"]
@@ -89,6 +90,7 @@ def _environment(settings: Settings) -> jinja2.Environment:
 
 def page_context(settings: Settings) -> dict[str, Any]:
     """What every branded page's template gets: the brand, the assets' URLs."""
+    hand_over = HandOver.from_settings(settings)
     required = {name: _asset_url(settings, name) for name in ("signup.css", "signup.js")}
     missing = [name for name, url in required.items() if url is None]
     if missing:
@@ -103,6 +105,9 @@ def page_context(settings: Settings) -> dict[str, Any]:
         "logo_url": _asset_url(settings, "logo.svg"),
         "favicon_url": _asset_url(settings, "favicon.svg"),
         "signup_endpoint": "/user/signup",
+        "sign_in_url": hand_over.sign_in_url,
+        "continue_url": hand_over.continue_url,
+        "continue_with_login_hint": hand_over.continue_with_login_hint,
         "password_min_length": PASSWORD_MIN_LENGTH,
         "request_timeout_ms": REQUEST_TIMEOUT_MS,
     }

@@ -54,7 +54,10 @@ def problem(
     errors: list[dict[str, str]] | None = None,
     retry_after: float | None = None,
     headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Response:
+    """`extensions`: members of the problem's own (RFC 9457 section 3.2), e.g. the 409's
+    `sign_in_url`."""
     body: dict[str, Any] = {
         "type": problem_type(slug),
         "title": title or TITLES.get(status, "Error"),
@@ -67,6 +70,7 @@ def problem(
             body["detail"] = f"{detail} ({omitted} more not listed.)"
             errors = errors[:MAX_ERRORS]
         body["errors"] = errors
+    body.update(extensions or {})
     all_headers = {"Cache-Control": "no-store", **(headers or {})}
     if retry_after is not None:
         all_headers["Retry-After"] = str(max(1, int(retry_after + 0.999)))
@@ -92,7 +96,7 @@ class Refusal(Generic[E]):
     # Worth a warning in the log: the event's name, and the reason it is logged with.
     warning: tuple[str, Callable[[E], str]] | None = None
 
-    def answer(self, exc: E) -> Response:
+    def answer(self, exc: E, extensions: dict[str, Any] | None = None) -> Response:
         return problem(
             self.status,
             self.slug,
@@ -100,6 +104,7 @@ class Refusal(Generic[E]):
             title=self.title,
             errors=self.errors(exc) if self.errors else None,
             retry_after=self.retry_after(exc) if self.retry_after else None,
+            extensions=extensions,
         )
 
 

@@ -16,8 +16,9 @@ from starlette.responses import Response
 from signup import metrics
 from signup.bootstrap import Container
 from signup.domain.commands import RegisterUser
-from signup.domain.errors import SignUpError
+from signup.domain.errors import EmailAlreadyRegistered, SignUpError
 from signup.entrypoints.web.client_ip import ClientAddresses
+from signup.entrypoints.web.hand_over import HandOver
 from signup.entrypoints.web.problems import problem, refusal_for
 from signup.entrypoints.web.schemas import (
     BODY_MALFORMED,
@@ -178,7 +179,7 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
         if refusal.warning is not None:
             event, reason = refusal.warning
             log.warning(event, reason=reason(exc))
-        return _outcome(refusal.outcome, refusal.answer(exc))
+        return _outcome(refusal.outcome, refusal.answer(exc, _extensions(request, exc)))
     metrics.SIGNUPS.labels("replayed" if registered.replayed else "created").inc()
     log.info("signup.created", user_id=registered.user_id, replayed=registered.replayed)
     return Response(
@@ -187,6 +188,14 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
         media_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
+
+
+def _extensions(request: Request, exc: SignUpError) -> dict[str, str] | None:
+    """The 409 "already registered" points the page to the site's sign-in."""
+    hand_over: HandOver = request.app.state.hand_over
+    if isinstance(exc, EmailAlreadyRegistered) and hand_over.sign_in_url:
+        return {"sign_in_url": hand_over.sign_in_url}
+    return None
 
 
 async def _over_limit(container: Container, scope: str, key: str, detail: str) -> Response | None:

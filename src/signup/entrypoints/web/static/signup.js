@@ -23,6 +23,7 @@
     },
     alreadyRegistered:
       "This e-mail address is already registered. Sign in instead, or use a different address.",
+    signIn: "Sign in",
     tooMany: "Too many attempts.",
     unavailable: "We can't create accounts right now.",
     tryAgainIn: function (seconds) {
@@ -225,12 +226,35 @@
       success.querySelector('[data-slot="comma-name"]').textContent = data.given_name
         ? ", " + data.given_name
         : "";
+      var onward = document.getElementById("success-continue");
+      if (onward && onward.getAttribute("data-login-hint") === "true") {
+        var href = onward.getAttribute("href");
+        onward.setAttribute(
+          "href",
+          href + (href.indexOf("?") < 0 ? "?" : "&") + "login_hint=" + encodeURIComponent(email)
+        );
+        onward.removeAttribute("data-login-hint");
+      }
       form.reset();
       attempt = null;
       panel.hidden = true;
       success.hidden = false;
       var heading = document.getElementById("success-title") || success;
       heading.focus();
+    }
+
+    /* The 409's way on: a "Sign in" link in the form's status, to the site's sign-in
+     * (only an http(s) URL or a path of this site is followed). */
+    function showSignIn(url) {
+      if (typeof url !== "string" || !/^(https?:\/\/|\/(?!\/))/i.test(url)) {
+        return;
+      }
+      var link = document.createElement("a");
+      link.href = url;
+      link.id = "status-sign-in";
+      link.textContent = MESSAGES.signIn;
+      status.appendChild(document.createTextNode(" "));
+      status.appendChild(link);
     }
 
     function problemOf(response) {
@@ -269,6 +293,7 @@
           clearPassword();
           attempt = null;
           showErrors([{ field: "email", message: MESSAGES.alreadyRegistered }]);
+          showSignIn(problem.sign_in_url);
         } else if (response.status === 429 || response.status === 503) {
           var lead = response.status === 429 ? MESSAGES.tooMany : MESSAGES.unavailable;
           setStatus(
