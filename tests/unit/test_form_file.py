@@ -193,13 +193,19 @@ def test_a_missing_file_is_refused_by_name(tmp_path: Path) -> None:
         load_form(tmp_path / "nowhere.toml")
 
 
-def test_serve_refuses_to_start_with_a_bad_definition(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
+def test_serve_refuses_to_start_with_a_bad_definition(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `signup serve` checks the form first of all (before the ports, the migrations).
+    import typer
 
-    from signup.entrypoints.cli import app
+    from signup.entrypoints.cli import _check_form
+    from signup.settings import Settings
 
     bad = tmp_path / "form.toml"
     bad.write_text('[[fields]]\nname = "password"\ntype = "text"\nlabel = { en = "P" }\n')
-    result = CliRunner().invoke(app, ["serve"], env={"SIGNUP_FORM_FILE": str(bad)})
-    assert result.exit_code == 2
-    assert f"invalid SIGNUP_FORM_FILE: {bad}:2: the field name 'password'" in result.output
+    with pytest.raises(typer.Exit) as caught:
+        _check_form(Settings(form_file=bad))
+    assert caught.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert f"invalid SIGNUP_FORM_FILE: {bad}:2: the field name 'password'" in err
