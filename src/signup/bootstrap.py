@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from signup import metrics
 from signup.adapters.broker import AmqpPublisher
 from signup.adapters.broker_nodes import BrokerNodes
+from signup.adapters.challenge import AltchaSigner, DatabaseSpentSolutions, RedisSpentSolutions
 from signup.adapters.commit_watch import CommitWatch
 from signup.adapters.commit_watch import follow_commits as follow
 from signup.adapters.consumer import DEFAULT_PREFIX, Consumer, Handler, Topology
@@ -40,6 +41,7 @@ from signup.adapters.processed import SqlProcessedEvents
 from signup.adapters.rate_limit import AttemptLimiter, LimitsAttemptLimiter
 from signup.adapters.sql import SqlUnitOfWork
 from signup.domain.form import NO_FORM, FormDefinition
+from signup.service_layer.challenge import ChallengeGate
 from signup.service_layer.consumers import (
     CONSUMERS,
     WELCOME_EMAIL,
@@ -77,6 +79,8 @@ class Container:
     # Opening the welcome e-mail's link (None: no link is sent, SIGNUP_VERIFY_KEY unset or
     # Auth0, which verifies addresses itself).
     verification: EmailVerification | None = None
+    # SIGNUP_CHALLENGE=pow: the proof-of-work gate in front of each sign-up (else None).
+    challenge: ChallengeGate | None = None
     _reconcile_task: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _relay_task: asyncio.Task[None] | None = None
@@ -96,6 +100,9 @@ class Container:
             asyncio.create_task(make(self.settings, self.uow).run(self._stop), name=make.__name__)
             for make in (outbox_pruner, signup_pruner)
         ]
+        if self.challenge is not None and isinstance(self.challenge.spent, DatabaseSpentSolutions):
+            spent = challenge_pruner(self.settings, self.challenge.spent, self.uow.clock)
+            self._prune_tasks.append(asyncio.create_task(spent.run(self._stop), name="spent"))
         if follow_commits and watchable(self.settings.database_url):
             self._watch = CommitWatch(self.settings.database_url)
             self._follower = asyncio.create_task(
@@ -121,6 +128,8 @@ class Container:
         await self.uow.close()
         if self.registration.liveness is not None:
             await self.registration.liveness.close()
+        if self.challenge is not None:
+            await self.challenge.close()
         for closer in (self.provider.close, self.publisher.close, self.limiter.close):
             with contextlib.suppress(Exception):
                 await closer()
@@ -172,6 +181,39 @@ def form_definition(settings: Settings) -> FormDefinition:
 
 
 __all__ = ["FormFileError", "bootstrap", "form_definition"]
+
+
+def challenge_pruner(
+    settings: Settings, spent: DatabaseSpentSolutions, clock: Callable[[], datetime]
+) -> Pruner:
+    """Deletes used proof-of-work solutions once expired (a minute's margin for clocks)."""
+    return Pruner(
+        name="spent_challenges",
+        delete_batch=spent.prune_expired,
+        clock=clock,
+        retention=timedelta(seconds=60),
+        batch=settings.prune_batch_size,
+        pause=settings.prune_pause_seconds,
+        every=settings.prune_every_seconds,
+    )
+
+
+def build_challenge(
+    settings: Settings, uow: SqlUnitOfWork, clock: Callable[[], datetime]
+) -> ChallengeGate | None:
+    """SIGNUP_CHALLENGE=pow: ALTCHA challenges under SIGNUP_CHALLENGE_KEY; used solutions
+    in Redis when SIGNUP_REDIS_URL is set, else in the database."""
+    if settings.challenge != "pow":
+        return None
+    assert settings.challenge_key is not None  # the settings refuse pow without one
+    signer = AltchaSigner(
+        settings.challenge_key.get_secret_value(),
+        [key.get_secret_value() for key in settings.challenge_previous_keys],
+        settings.challenge_difficulty,
+    )
+    redis_url = settings.redis_url.get_secret_value().strip() if settings.redis_url else ""
+    spent = RedisSpentSolutions(redis_url) if redis_url else DatabaseSpentSolutions(uow)
+    return ChallengeGate(signer, spent, clock, timedelta(seconds=settings.challenge_ttl_seconds))
 
 
 def build_provider(settings: Settings, clock: Callable[[], datetime]) -> IdentityProvider:
@@ -260,6 +302,7 @@ def bootstrap(
         limiter=limiter,
         engines=[writer, reader],
         reconciler=reconciler,
+        challenge=build_challenge(settings, uow, clock),
         verification=email_verification(settings, uow, clock),
     )
 

@@ -13,6 +13,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from signup.addresses import normalise_origin, parse_networks, split_amqp_urls
 
+# A challenge key shorter than this is refused: it signs every challenge handed out.
+CHALLENGE_KEY_MIN = 32
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -297,3 +300,35 @@ class Settings(BaseSettings):
     keep_alive_seconds: int = Field(default=5, ge=1, le=300)
     max_connections: int = Field(default=1000, ge=16, le=100_000)
     argon2_queue: int = Field(default=64, ge=0, le=100_000)
+
+    # Proof of work on the form (docs/abuse.md, "Proof of work"): `pow` hands out ALTCHA
+    # challenges signed with `challenge_key` at GET /signup/challenge and refuses a
+    # sign-up without a fresh, unused solution. Keys listed in `challenge_previous_keys`
+    # are still accepted, so a rotated key refuses none of the challenges already handed
+    # out. `challenge_difficulty` is ALTCHA's maxnumber: the page tries half of it on
+    # average.
+    challenge: Literal["off", "pow"] = "off"
+    challenge_key: SecretStr | None = None
+    challenge_previous_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    challenge_difficulty: int = Field(default=50_000, ge=1_000, le=10_000_000)
+    challenge_ttl_seconds: int = Field(default=300, ge=10, le=86_400)
+
+    @field_validator("challenge_previous_keys", mode="before")
+    @classmethod
+    def _previous_keys_comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _challenge_needs_key(self) -> Settings:
+        if self.challenge == "off":
+            return self
+        key = self.challenge_key.get_secret_value() if self.challenge_key else ""
+        if len(key) < CHALLENGE_KEY_MIN:
+            raise ValueError(
+                f"SIGNUP_CHALLENGE=pow needs SIGNUP_CHALLENGE_KEY of at least "
+                f"{CHALLENGE_KEY_MIN} characters, the same in every web process (e.g. "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return self

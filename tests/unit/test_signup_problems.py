@@ -8,6 +8,7 @@ import pytest
 
 from signup.domain.errors import (
     AccountAlreadyCompleted,
+    ChallengeRefused,
     EmailAlreadyRegistered,
     FieldRejected,
     IdempotencyKeyReused,
@@ -44,6 +45,17 @@ CASES: list[tuple[SignUpError, str, int, bytes, str | None, tuple[str, str] | No
         b'"errors":[{"field":"password",'
         b'"message":"PasswordStrengthError: Password is too weak",'
         b'"code":"password.too_weak"}]}',
+        None,
+        None,
+    ),
+    (
+        ChallengeRefused("used"),
+        "challenge_refused",
+        422,
+        b'{"type":"urn:signup:problem:invalid-input","title":"Invalid input","status":422,'
+        b'"detail":"Some fields need attention.",'
+        b'"errors":[{"field":"challenge","message":"The browser check was already used: '
+        b'send the form again to repeat it.","code":"challenge.used"}]}',
         None,
         None,
     ),

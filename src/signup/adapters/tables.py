@@ -146,3 +146,14 @@ leases = Table(
     Column("holder", String(64), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
 )
+
+# Proof-of-work solutions already used, until they expire (migration 0007,
+# signup.adapters.challenge).
+spent_challenges = Table(
+    "spent_challenges",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_spent_challenges_expires_at", "expires_at"),
+)

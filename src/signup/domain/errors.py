@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class SignUpError(Exception):
     """Base of every expected sign-up failure."""
@@ -66,3 +68,27 @@ class StatusChangeRefused(Exception):
         self.signup_id = signup_id
         self.current = current
         self.wanted = wanted
+
+
+class ChallengeRefused(SignUpError):
+    """The proof-of-work solution is missing, not ours, expired or already used.
+
+    `reason` is one of `missing`, `invalid`, `expired`, `used`; the field at fault is
+    `challenge` and the stable code `challenge.<reason>`.
+    """
+
+    field = "challenge"
+    MESSAGES: ClassVar[dict[str, str]] = {
+        "missing": "Let the page check your browser first, then send the form again.",
+        "invalid": "The browser check did not pass: reload the page and try again.",
+        "expired": "The browser check expired: send the form again to repeat it.",
+        "used": "The browser check was already used: send the form again to repeat it.",
+    }
+
+    def __init__(self, reason: str) -> None:
+        if reason not in self.MESSAGES:
+            raise ValueError(f"unknown challenge refusal {reason!r}")
+        super().__init__(f"challenge {reason}")
+        self.reason = reason
+        self.code = f"challenge.{reason}"
+        self.message = self.MESSAGES[reason]

@@ -10,6 +10,7 @@ Each is implemented in `signup.adapters` (and by the fakes in `signup.testing.fa
 | `EventPublisher` | `adapters.broker` |
 | `Mailer` | `adapters.mailer` |
 | `Crm` | `adapters.crm` |
+| `ChallengeSigner`, `SpentSolutions` | `adapters.challenge` |
 
 The unit of work that hands out the repositories is `signup.service_layer.unit_of_work`.
 The layers are checked by import-linter (`[tool.importlinter]` in pyproject.toml,
@@ -57,6 +58,42 @@ class AccountDirectory(Protocol):
     """Finds the accounts a provider keeps, by e-mail (a 409's owner, reconciliation)."""
 
     async def find_by_email(self, email: str) -> list[CreatedAccount]: ...
+
+
+# ---- proof of work ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignedSolution:
+    """A solution of a challenge this service signed: the challenge (its id) and when it
+    expires. Whether it has expired, or was used, is the service layer's to say."""
+
+    id: str
+    expires_at: datetime
+
+
+class ChallengeSigner(Protocol):
+    """Hands out proof-of-work challenges and recognises solutions of its own."""
+
+    def issue(self, expires_at: datetime) -> dict[str, Any]:
+        """A new challenge, as the page's widget fetches it, valid until `expires_at`."""
+        ...
+
+    def check(self, token: str) -> SignedSolution | None:
+        """The solution in `token` when it solves a challenge signed with one of our keys
+        (expired or not); None when it is malformed, wrong or foreign."""
+        ...
+
+
+class SpentSolutions(Protocol):
+    """The solutions already used, remembered until they expire, shared by all processes."""
+
+    async def spend(self, solution_id: str, owner: str, expires_at: datetime) -> bool:
+        """Record the solution as used by `owner`; False when another owner used it first
+        (the same owner again is True: a request repeated with its Idempotency-Key)."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 # ---- storage, inside one transaction ---------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from signup.adapters import tables as t
 from signup.adapters.sql import statements as st
+from signup.adapters.sql.challenges import SqlSpentChallenges
 from signup.adapters.sql.sqlite_fast import Changed, InlineConnection
 from signup.domain.errors import AccountAlreadyCompleted, EmailAlreadyRegistered, RequestInProgress
 from signup.domain.events import OutboxEvent
@@ -355,3 +356,5 @@ class SqlTransaction:
         self.outbox = SqlOutbox(conn, self.outbox_entries.append)
         self.users = SqlUsers(conn)
         self.leases = SqlLeases(conn)
+        # Not a port of the Transaction protocol: signup.adapters.challenge uses it.
+        self.challenges = SqlSpentChallenges(conn)

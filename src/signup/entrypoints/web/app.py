@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from signup.addresses import normalise_origin
 from signup.bootstrap import Container, bootstrap
+from signup.entrypoints.web import challenge
 from signup.entrypoints.web.client_ip import ClientAddresses
 from signup.entrypoints.web.guards import GuardMiddleware
 from signup.entrypoints.web.hand_over import HandOver
@@ -78,6 +79,8 @@ def create_app(
     )
     app.state.hand_over = HandOver.from_settings(settings)
     app.include_router(router)
+    if settings.challenge != "off":
+        app.include_router(challenge.router)
     app.include_router(page_router(settings))
     app.include_router(verify_router(settings))
     mount_static(app, settings)

@@ -11,6 +11,7 @@ import orjson
 from starlette.responses import Response
 
 from signup.domain.errors import (
+    ChallengeRefused,
     EmailAlreadyRegistered,
     FieldRejected,
     IdempotencyKeyReused,
@@ -139,6 +140,16 @@ REFUSALS: dict[type[SignUpError], Refusal[Any]] = dict(
                 422,
                 "invalid-input",
                 "The identity provider refused a field.",
+                errors=lambda exc: [{"field": exc.field, "message": exc.message, "code": exc.code}],
+            ),
+        ),
+        _refusal(
+            ChallengeRefused,
+            Refusal(
+                "challenge_refused",
+                422,
+                "invalid-input",
+                "Some fields need attention.",
                 errors=lambda exc: [{"field": exc.field, "message": exc.message, "code": exc.code}],
             ),
         ),

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from signup import metrics
 from signup.bootstrap import Container
 from signup.domain.commands import RegisterUser
-from signup.domain.errors import EmailAlreadyRegistered, SignUpError
+from signup.domain.errors import ChallengeRefused, EmailAlreadyRegistered, SignUpError
 from signup.entrypoints.web.client_ip import ClientAddresses
 from signup.entrypoints.web.hand_over import HandOver
 from signup.entrypoints.web.problems import problem, refusal_for
@@ -161,6 +161,13 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
         return _outcome(
             "invalid", problem(422, "invalid-input", "Some fields need attention.", errors=checked)
         )
+    if container.challenge is not None:
+        # Before the e-mail's limit: requests without a good solution spend none of an
+        # address's attempts (a flood cannot lock its owner out).
+        try:
+            await container.challenge.redeem(checked.challenge, idempotency_key)
+        except ChallengeRefused as exc:
+            return _refused(request, exc)
     limited = await _over_limit(
         container,
         "email",
@@ -173,13 +180,7 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
     try:
         registered = await container.registration.register(command)
     except SignUpError as exc:
-        refusal = refusal_for(exc)
-        if refusal is None:
-            raise  # not a refusal the API answers: a bug, the app's 500 problem
-        if refusal.warning is not None:
-            event, reason = refusal.warning
-            log.warning(event, reason=reason(exc))
-        return _outcome(refusal.outcome, refusal.answer(exc, _extensions(request, exc)))
+        return _refused(request, exc)
     metrics.SIGNUPS.labels("replayed" if registered.replayed else "created").inc()
     log.info("signup.created", user_id=registered.user_id, replayed=registered.replayed)
     return Response(
@@ -196,6 +197,16 @@ def _extensions(request: Request, exc: SignUpError) -> dict[str, str] | None:
     if isinstance(exc, EmailAlreadyRegistered) and hand_over.sign_in_url:
         return {"sign_in_url": hand_over.sign_in_url}
     return None
+
+
+def _refused(request: Request, exc: SignUpError) -> Response:
+    refusal = refusal_for(exc)
+    if refusal is None:
+        raise exc  # not a refusal the API answers: a bug, the app's 500 problem
+    if refusal.warning is not None:
+        event, reason = refusal.warning
+        log.warning(event, reason=reason(exc))
+    return _outcome(refusal.outcome, refusal.answer(exc, _extensions(request, exc)))
 
 
 async def _over_limit(container: Container, scope: str, key: str, detail: str) -> Response | None:

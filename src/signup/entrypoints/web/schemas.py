@@ -55,6 +55,13 @@ class SignUpRequest(BaseModel):
     password: str = Field(max_length=4 * MAX_LENGTH, examples=["correct horse battery staple"])
     given_name: str | None = Field(default=None, max_length=4 * MAX_NAME, examples=["Ada"])
     family_name: str | None = Field(default=None, max_length=4 * MAX_NAME, examples=["Lovelace"])
+    # SIGNUP_CHALLENGE=pow: the base64 ALTCHA solution of a challenge from
+    # GET /signup/challenge (ignored while the challenge is off).
+    challenge: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="The proof-of-work solution (base64 JSON) when the site asks for one.",
+    )
 
     @field_validator("email")
     @classmethod
