@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from signup.domain.errors import FieldRejected
+from signup.domain.errors import ChallengeRefused, FieldRejected
 from signup.domain.model import Applicant, SignUp, SignUpStatus
 from signup.entrypoints.web.problems import refusal_for
 from signup.entrypoints.web.schemas import PasswordPolicy, validate_signup
@@ -70,6 +70,11 @@ CASES: list[tuple[object, dict[str, str]]] = [
         {"given_name": "given_name.link"},
     ),
     ({"email": "a@b.co", "password": GOOD, "nickname": "ada"}, {"nickname": "field.unknown"}),
+    ({"email": "a@b.co", "password": GOOD, "challenge": 5}, {"challenge": "challenge.not_text"}),
+    (
+        {"email": "a@b.co", "password": GOOD, "challenge": "x" * 4097},
+        {"challenge": "challenge.too_long"},
+    ),
     ([], {"body": "body.malformed"}),
     ("text", {"body": "body.malformed"}),
 ]
@@ -117,6 +122,7 @@ def test_every_code_is_listed_in_the_contract() -> None:
         "password.used_before",
         "username.taken",
         "body.refused_by_provider",
+        *(ChallengeRefused(reason).code for reason in ChallengeRefused.MESSAGES),
     }
     generic = {re.sub(r"^(given_name|family_name)\.", "<name>.", code) for code in answered}
     assert generic <= listed, sorted(generic - listed)
