@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from signup.domain.errors import (
     OutcomeUnknown,
     ProviderUnavailable,
 )
+from signup.domain.form import ConsentRecord
 from signup.domain.model import Applicant
 from signup.settings import Settings
 from signup.testing.auth0_standin import Auth0Standin, free_port, running_standin
@@ -112,6 +113,24 @@ async def test_created_account_fields_are_parsed(
     assert stored["identities"][0]["connection"] == standin.connection
     assert provider.name == "auth0"
     assert provider.transactional is False
+
+
+async def test_the_form_s_fields_and_consents_go_to_user_metadata(
+    standin: Auth0Standin, provider: Auth0IdentityProvider
+) -> None:
+    record = ConsentRecord(
+        "terms", "2026-12-01", True, datetime(2026, 12, 5, tzinfo=UTC), "de", "ab" * 32
+    )
+    applicant = Applicant("lin@example.com", fields=(("role", "developer"),), consents=(record,))
+    account = await provider.create_user(applicant, PASSWORD)
+
+    expected = {"fields": {"role": "developer"}, "consents": [record.as_data()]}
+    assert standin.state.users[account.user_id]["user_metadata"] == expected
+    assert account.user_metadata == expected
+    # Without a form nothing is sent: the stand-in keeps its empty default.
+    plain = await provider.create_user(Applicant("kim@example.com"), PASSWORD)
+    assert standin.state.users[plain.user_id]["user_metadata"] == {}
+    assert plain.user_metadata is None
 
 
 async def test_absent_names_are_omitted(

@@ -79,6 +79,7 @@ def test_the_consent_record_hashes_the_text_shown_exactly() -> None:
         "at": "2026-12-05T10:00:00.000Z",
         "language": "de",
         "text_sha256": expected,
+        "marketing": False,
     }
     assert marketing.accepted is False
     # A language the text is not written in: the English text is shown, and recorded.

@@ -106,6 +106,7 @@ class LocalIdentityProvider:
             given_name=applicant.given_name,
             family_name=applicant.family_name,
             name=applicant.name,
+            user_metadata=applicant.profile(),
             password_hash=await self.hash_password(password),
         )
 

@@ -64,6 +64,9 @@ signups = Table(
     # The instance (process) working on a pending sign-up; NULL once no request does
     # (migration 0005, signup.adapters.liveness).
     Column("worked_by", String(64)),
+    # The form's declared fields and consent record (JSON, `Applicant.profile`), so that a
+    # sign-up completed later (reconciliation) carries them too (migration 0008).
+    Column("profile", Text),
     # Two processes completing one account at the same instant: the second one fails here.
     Index(
         "ux_signups_created_user",
@@ -97,6 +100,8 @@ users = Table(
     Column("family_name", String(100)),
     Column("email_verified", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # The declared fields and consent record the local store keeps (JSON; migration 0008).
+    Column("user_metadata", Text),
     # One account per mailbox, however its address is cased (as Auth0 compares them).
     Index("ux_users_email_folded", func.lower(Column("email")), unique=True),
 )
@@ -156,4 +161,30 @@ spent_challenges = Table(
     Column("owner", String(64), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
     Index("ix_spent_challenges_expires_at", "expires_at"),
+)
+
+# Each consent an account was shown at sign-up, and the answer (migration 0008): kept with
+# the account, not pruned with the sign-ups.
+consent_records = Table(
+    "consent_records",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("consent_id", String(64), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    Column("accepted", Boolean, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("language", String(35), nullable=False),
+    Column("text_sha256", String(64), nullable=False),
+)
+
+# The text of each (consent, version, language) ever served: start-up refuses a form whose
+# text changed under the same version (migration 0008).
+consent_texts = Table(
+    "consent_texts",
+    metadata,
+    Column("consent_id", String(64), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    Column("language", String(35), primary_key=True),
+    Column("text_sha256", String(64), nullable=False),
+    Column("first_seen", UTCDateTime(), nullable=False),
 )

@@ -23,6 +23,24 @@ def iso_millis(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class ConsentGiven(BaseModel):
+    """The record of one consent shown at sign-up (`data.consents[]`)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    version: str
+    accepted: bool
+    at: str  # ISO 8601, milliseconds, `Z`: as recorded
+    language: str
+    text_sha256: str
+    marketing: bool = False
+
+
 class UserRegisteredData(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -34,6 +52,9 @@ class UserRegisteredData(BaseModel):
     name: str
     created_at: datetime
     identity_provider: str
+    # Additive (issue 21): only when the site declares a form; absent, not null, otherwise.
+    fields: dict[str, str | bool] | None = Field(default=None, exclude_if=_absent)
+    consents: list[ConsentGiven] | None = Field(default=None, exclude_if=_absent)
 
     @field_serializer("created_at")
     def _created_at(self, value: datetime) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final, Literal
 
 FieldType = Literal["text", "checkbox", "select", "date", "country"]
@@ -96,15 +96,18 @@ class ConsentRecord:
     at: datetime
     language: str
     text_sha256: str
+    marketing: bool = False
 
     def as_data(self) -> dict[str, object]:
+        at = self.at.astimezone(UTC) if self.at.tzinfo else self.at.replace(tzinfo=UTC)
         return {
             "id": self.id,
             "version": self.version,
             "accepted": self.accepted,
-            "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "at": at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z",
             "language": self.language,
             "text_sha256": self.text_sha256,
+            "marketing": self.marketing,
         }
 
 
@@ -141,6 +144,7 @@ class FormDefinition:
                     at,
                     shown,
                     consent.text_sha256(shown),
+                    consent.marketing,
                 )
             )
         return tuple(records)

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from signup.domain.errors import StatusChangeRefused
+from signup.domain.form import ConsentRecord
+
+FieldValue = str | bool
 
 
 class SignUpStatus(enum.StrEnum):
@@ -29,6 +32,20 @@ class Applicant:
     # account this sign-up made from one someone else made. Not part of who the person
     # is: equality, fingerprints and events leave it out.
     intent_id: str | None = field(default=None, compare=False)
+    # The site's declared fields (name, value) and the record of each consent shown
+    # (SIGNUP_FORM_FILE): empty without a form definition.
+    fields: tuple[tuple[str, FieldValue], ...] = ()
+    consents: tuple[ConsentRecord, ...] = ()
+
+    def profile(self) -> dict[str, object] | None:
+        """The declared fields and the consent record, as the account and the sign-up
+        keep them (Auth0 `user_metadata`, the local store, the database); None if none."""
+        if not self.fields and not self.consents:
+            return None
+        return {
+            "fields": dict(self.fields),
+            "consents": [record.as_data() for record in self.consents],
+        }
 
     @property
     def name(self) -> str:
@@ -50,6 +67,9 @@ class CreatedAccount:
     # The sign-up whose request made the account (`Applicant.intent_id`), as the provider
     # kept it; None for an account made some other way.
     intent_id: str | None = None
+    # The declared fields and the consent record, as the provider keeps them
+    # (`Applicant.profile`; Auth0's `user_metadata`).
+    user_metadata: dict[str, object] | None = field(default=None, compare=False)
     # Only the local provider sets this: the Argon2id hash its own table stores.
     password_hash: str | None = field(default=None, repr=False)
 

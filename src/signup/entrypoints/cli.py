@@ -52,6 +52,31 @@ def _check_form(settings: Settings) -> None:
         raise typer.Exit(2) from None
 
 
+def _check_consent_texts(settings: Settings) -> None:
+    """A consent text changed without a new version stops start-up (exit status 2)."""
+    from datetime import UTC, datetime
+
+    from signup.bootstrap import bootstrap, form_definition
+    from signup.service_layer.consent_texts import ConsentTextChanged, check_consent_texts
+
+    form = form_definition(settings)
+    if not form.consents:
+        return
+
+    async def check() -> None:
+        container = bootstrap(settings)
+        try:
+            await check_consent_texts(container.uow, form, datetime.now(UTC))
+        finally:
+            await container.aclose()
+
+    try:
+        asyncio.run(check())
+    except ConsentTextChanged as exc:
+        typer.echo(f"signup: SIGNUP_FORM_FILE: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 async def _until_signalled(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -81,6 +106,7 @@ def serve(
         typer.echo(f"signup serve: {exc}", err=True)
         raise typer.Exit(1) from exc
     _migrate_in_child()
+    _check_consent_texts(settings)
     os.environ["SIGNUP_RUN_RELAY"] = "0" if no_relay else "1"
     # Request head size, header timeout and connection cap (worker processes uvicorn
     # starts read the same settings from the environment they inherit).

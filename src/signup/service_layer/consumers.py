@@ -201,9 +201,14 @@ async def send_welcome_email(event: UserRegistered, *, mailer: Mailer, brand: Br
 
 
 def contact_of(event: UserRegistered) -> dict[str, Any]:
-    """The CRM's contact document."""
+    """The CRM's contact document.
+
+    With a site's form: its declared fields, and the marketing consents, given or not, so
+    that a CRM never mails someone who did not opt in (the terms and other required
+    consents are not the CRM's business; the welcome e-mail is not marketing).
+    """
     data = event.data
-    return {
+    contact: dict[str, Any] = {
         "user_id": data.user_id,
         "email": data.email,
         "given_name": data.given_name,
@@ -212,6 +217,15 @@ def contact_of(event: UserRegistered) -> dict[str, Any]:
         "created_at": iso_millis(data.created_at),
         "source": event.source,
     }
+    if data.fields is not None:
+        contact["fields"] = dict(data.fields)
+    if data.consents is not None:
+        contact["consents"] = [
+            consent.model_dump(exclude={"marketing"})
+            for consent in data.consents
+            if consent.marketing
+        ]
+    return contact
 
 
 async def sync_contact(event: UserRegistered, *, crm: Crm) -> None:

@@ -19,13 +19,14 @@ docs/decisions/0018-layers-enforced.md): nothing here may import an adapter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any, Protocol, runtime_checkable
 
 from signup.domain.events import OutboxEvent
+from signup.domain.form import ConsentRecord
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
 
 # ---- identity ----------------------------------------------------------------------
@@ -204,6 +205,22 @@ class UserRepository(Protocol):
         """Set the account's `email_verified` if it is not yet; False when it already was
         (or there is no such account): one caller ever gets True for an account."""
         ...
+
+
+class ConsentRepository(Protocol):
+    """The consent record kept with each account; the consent texts served so far."""
+
+    async def add(self, user_id: str, records: Sequence[ConsentRecord]) -> None: ...
+
+    async def of_user(self, user_id: str) -> list[ConsentRecord]: ...
+
+    async def texts(self) -> dict[tuple[str, str, str], str]:
+        """(consent id, version, language) -> SHA-256 of the text, as first served."""
+        ...
+
+    async def remember_texts(
+        self, texts: Mapping[tuple[str, str, str], str], now: datetime
+    ) -> None: ...
 
 
 class LeaseRepository(Protocol):

@@ -20,7 +20,7 @@ from signup.domain.errors import (
     ProviderUnavailable,
     RequestInProgress,
 )
-from signup.domain.events import UserRegistered, UserRegisteredData
+from signup.domain.events import ConsentGiven, UserRegistered, UserRegisteredData
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
 from signup.service_layer.ports import AccountDirectory, IdentityProvider, Liveness
 from signup.service_layer.sign_up_identity import (
@@ -135,6 +135,7 @@ class RegistrationService:
             event = self._event_for(account, applicant)  # stamped in its transaction
             await tx.users.add(account)
             await tx.signups.add(signup.completed(answer.user_id, event.id, answer.body()))
+            await tx.consents.add(account.user_id, applicant.consents)
             await tx.outbox.add(event)
 
         try:
@@ -216,6 +217,7 @@ class RegistrationService:
             # all the same: an account must never be left without its event.
             for expected in (SignUpStatus.PENDING, SignUpStatus.ABANDONED):
                 if await tx.signups.settle(created, expected=expected):
+                    await tx.consents.add(account.user_id, signup.applicant.consents)
                     await tx.outbox.add(event)
                     return None
             return await tx.signups.get(signup.id)
@@ -424,5 +426,8 @@ class RegistrationService:
                 name=account.name or Applicant(account.email, given, family).name,
                 created_at=account.created_at,
                 identity_provider=self.provider.name,
+                fields=dict(applicant.fields) if applicant.fields else None,
+                consents=[ConsentGiven.model_validate(r.as_data()) for r in applicant.consents]
+                or None,
             ),
         )

@@ -28,7 +28,10 @@ def fingerprint(applicant: Applicant) -> str:
     Nothing derived from the password may be stored, so two requests that differ only in
     their password count as the same request.
     """
-    canonical = orjson.dumps([applicant.email, applicant.given_name, applicant.family_name])
+    parts: list[object] = [applicant.email, applicant.given_name, applicant.family_name]
+    if applicant.fields or applicant.consents:  # a form's answers are part of the request
+        parts += [dict(applicant.fields), {r.id: r.accepted for r in applicant.consents}]
+    canonical = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
 
 

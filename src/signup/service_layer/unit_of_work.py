@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from signup.service_layer.ports import (
+    ConsentRepository,
     LeaseRepository,
     OutboxRepository,
     SignUpRepository,
@@ -27,6 +28,9 @@ class Transaction(Protocol):
 
     @property
     def leases(self) -> LeaseRepository: ...
+
+    @property
+    def consents(self) -> ConsentRepository: ...
 
 
 Work = Callable[[Transaction], Awaitable[T]]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
 from signup.domain.errors import AccountAlreadyCompleted, EmailAlreadyRegistered, RequestInProgress
 from signup.domain.events import OutboxEvent
+from signup.domain.form import ConsentRecord
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
 from signup.service_layer.ports import OutboxEntry, OutboxStatus, PublishResult
 from signup.service_layer.unit_of_work import Work
@@ -27,6 +29,8 @@ class _State:
     users: dict[str, CreatedAccount] = field(default_factory=dict)
     leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     workers: dict[str, str | None] = field(default_factory=dict)  # signups.worked_by
+    consents: dict[str, list[ConsentRecord]] = field(default_factory=dict)  # by user id
+    consent_texts: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
 
 class FakeSignUps:
@@ -224,12 +228,33 @@ class FakeLeases:
             del self._s.leases[name]
 
 
+class FakeConsents:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def add(self, user_id: str, records: Sequence[ConsentRecord]) -> None:
+        if records:
+            self._s.consents.setdefault(user_id, []).extend(records)
+
+    async def of_user(self, user_id: str) -> list[ConsentRecord]:
+        return sorted(self._s.consents.get(user_id, []), key=lambda r: r.id)
+
+    async def texts(self) -> dict[tuple[str, str, str], str]:
+        return dict(self._s.consent_texts)
+
+    async def remember_texts(
+        self, texts: Mapping[tuple[str, str, str], str], now: datetime
+    ) -> None:
+        self._s.consent_texts.update(texts)
+
+
 class FakeTransaction:
     def __init__(self, state: _State) -> None:
         self.signups = FakeSignUps(state)
         self.outbox = FakeOutbox(state)
         self.users = FakeUsers(state)
         self.leases = FakeLeases(state)
+        self.consents = FakeConsents(state)
 
 
 class ContractBroken(BaseException):

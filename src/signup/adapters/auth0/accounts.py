@@ -37,6 +37,7 @@ def _account(data: dict[str, Any], fallback_email: str, created_at: datetime) ->
     email = data.get("email")
     app_metadata = data.get("app_metadata")
     intent = app_metadata.get(INTENT_KEY) if isinstance(app_metadata, dict) else None
+    user_metadata = data.get("user_metadata")
     return CreatedAccount(
         user_id=data["user_id"],
         email=email if isinstance(email, str) else fallback_email,
@@ -46,6 +47,7 @@ def _account(data: dict[str, Any], fallback_email: str, created_at: datetime) ->
         family_name=_optional_str(data.get("family_name")),
         name=_optional_str(data.get("name")),
         intent_id=_optional_str(intent),
+        user_metadata=user_metadata if isinstance(user_metadata, dict) and user_metadata else None,
     )
 
 

@@ -273,6 +273,10 @@ class Auth0IdentityProvider:
         if applicant.intent_id is not None:
             # Which sign-up made the account, read back by look-ups (never the password).
             payload["app_metadata"] = {INTENT_KEY: applicant.intent_id}
+        profile = applicant.profile()
+        if profile is not None:
+            # The declared fields and the consent record travel with the account.
+            payload["user_metadata"] = profile
         body = orjson.dumps(payload)
         answer = await self._management("POST", self._users_url, body=body, writes=True)
         status = answer.status

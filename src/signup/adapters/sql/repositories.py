@@ -6,7 +6,7 @@ The same code runs on PostgreSQL (an `AsyncConnection`, asyncpg) and on SQLite (
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,16 +21,41 @@ from signup.adapters.sql.challenges import SqlSpentChallenges
 from signup.adapters.sql.sqlite_fast import Changed, InlineConnection
 from signup.domain.errors import AccountAlreadyCompleted, EmailAlreadyRegistered, RequestInProgress
 from signup.domain.events import OutboxEvent
+from signup.domain.form import ConsentRecord
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
 from signup.service_layer.ports import OutboxEntry, OutboxStatus
 
 AnyConnection = AsyncConnection | InlineConnection
 
 
+def _profile_to_json(profile: dict[str, object] | None) -> str | None:
+    return None if profile is None else orjson.dumps(profile).decode()
+
+
+def _applicant_from_row(row: Any) -> Applicant:
+    if not row.profile:
+        return Applicant(row.email, row.given_name, row.family_name)
+    profile = orjson.loads(row.profile)
+    consents = tuple(
+        ConsentRecord(
+            c["id"],
+            c["version"],
+            bool(c["accepted"]),
+            datetime.fromisoformat(c["at"]),
+            c["language"],
+            c["text_sha256"],
+            bool(c.get("marketing", False)),
+        )
+        for c in profile.get("consents", [])
+    )
+    fields = tuple((str(k), v) for k, v in profile.get("fields", {}).items())
+    return Applicant(row.email, row.given_name, row.family_name, fields=fields, consents=consents)
+
+
 def _signup_from_row(row: Any) -> SignUp:
     return SignUp(
         id=row.id,
-        applicant=Applicant(row.email, row.given_name, row.family_name),
+        applicant=_applicant_from_row(row),
         status=SignUpStatus(row.status),
         provider=row.provider,
         requested_at=row.requested_at,
@@ -55,7 +80,15 @@ def _entry_from_row(row: Any, attempts: int) -> OutboxEntry:
     )
 
 
-_FIXED_AT_ADD = ("email", "given_name", "family_name", "provider", "fingerprint", "requested_at")
+_FIXED_AT_ADD = (
+    "email",
+    "given_name",
+    "family_name",
+    "provider",
+    "fingerprint",
+    "requested_at",
+    "profile",
+)
 
 
 def _signup_values(signup: SignUp, now: datetime) -> dict[str, Any]:
@@ -63,6 +96,7 @@ def _signup_values(signup: SignUp, now: datetime) -> dict[str, Any]:
         "email": signup.applicant.email,
         "given_name": signup.applicant.given_name,
         "family_name": signup.applicant.family_name,
+        "profile": _profile_to_json(signup.applicant.profile()),
         "status": signup.status.value,
         "provider": signup.provider,
         "requested_at": signup.requested_at,
@@ -280,6 +314,7 @@ class SqlUsers:
                     family_name=account.family_name,
                     email_verified=account.email_verified,
                     created_at=account.created_at,
+                    user_metadata=_profile_to_json(account.user_metadata),
                 )
             )
         except IntegrityError as exc:  # a concurrent sign-up from another process won
@@ -317,7 +352,59 @@ def _account_from_row(row: Any) -> CreatedAccount:
         created_at=row.created_at,
         given_name=row.given_name,
         family_name=row.family_name,
+        user_metadata=orjson.loads(row.user_metadata) if row.user_metadata else None,
     )
+
+
+class SqlConsents:
+    """The consent record kept with each account, and the texts served."""
+
+    def __init__(self, conn: AnyConnection) -> None:
+        self._conn = conn
+
+    async def add(self, user_id: str, records: Sequence[ConsentRecord]) -> None:
+        for r in records:
+            await self._conn.execute(
+                insert(t.consent_records).values(
+                    user_id=user_id,
+                    consent_id=r.id,
+                    version=r.version,
+                    accepted=r.accepted,
+                    at=r.at,
+                    language=r.language,
+                    text_sha256=r.text_sha256,
+                )
+            )
+
+    async def of_user(self, user_id: str) -> list[ConsentRecord]:
+        c = t.consent_records.c
+        rows = await self._conn.execute(
+            select(t.consent_records).where(c.user_id == user_id).order_by(c.consent_id)
+        )
+        return [
+            ConsentRecord(
+                r.consent_id, r.version, bool(r.accepted), r.at, r.language, r.text_sha256
+            )
+            for r in rows
+        ]
+
+    async def texts(self) -> dict[tuple[str, str, str], str]:
+        rows = await self._conn.execute(select(t.consent_texts))
+        return {(r.consent_id, r.version, r.language): r.text_sha256 for r in rows}
+
+    async def remember_texts(
+        self, texts: Mapping[tuple[str, str, str], str], now: datetime
+    ) -> None:
+        for (consent_id, version, language), digest in texts.items():
+            await self._conn.execute(
+                insert(t.consent_texts).values(
+                    consent_id=consent_id,
+                    version=version,
+                    language=language,
+                    text_sha256=digest,
+                    first_seen=now,
+                )
+            )
 
 
 class SqlLeases:
@@ -358,3 +445,4 @@ class SqlTransaction:
         self.leases = SqlLeases(conn)
         # Not a port of the Transaction protocol: signup.adapters.challenge uses it.
         self.challenges = SqlSpentChallenges(conn)
+        self.consents = SqlConsents(conn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import structlog
 from fastapi import FastAPI, Request
@@ -15,17 +16,20 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from signup.addresses import normalise_origin
-from signup.bootstrap import Container, bootstrap
+from signup.bootstrap import Container, bootstrap, form_definition
 from signup.entrypoints.web import challenge
 from signup.entrypoints.web.client_ip import ClientAddresses
+from signup.entrypoints.web.form_model import FormRules
 from signup.entrypoints.web.guards import GuardMiddleware
 from signup.entrypoints.web.hand_over import HandOver
+from signup.entrypoints.web.language import SHIPPED, Languages
 from signup.entrypoints.web.ops import ops_router, ops_serving
 from signup.entrypoints.web.page import mount_static, page_router
 from signup.entrypoints.web.problems import problem
-from signup.entrypoints.web.routes import router
+from signup.entrypoints.web.routes import document_signup, router
 from signup.entrypoints.web.schemas import CODE_SUFFIXES
 from signup.entrypoints.web.verify import verify_router
+from signup.service_layer.consent_texts import check_consent_texts
 from signup.settings import Settings
 
 
@@ -47,6 +51,8 @@ def create_app(
         own = container or bootstrap(settings)
         app.state.container = own
         try:
+            # `signup serve` said so already, cleanly; an app built otherwise checks too.
+            await check_consent_texts(own.uow, form, datetime.now(UTC))
             async with ops_serving(app, own, settings, enabled=ops_server):
                 if run_relay:
                     # Several workers: the lease holder is woken by the others' commits too.
@@ -81,6 +87,11 @@ def create_app(
     app.include_router(router)
     if settings.challenge != "off":
         app.include_router(challenge.router)
+    # The site's form: validated, documented and served from one definition.
+    form = form_definition(settings)
+    app.state.form_rules = FormRules(form)
+    app.state.languages = Languages([*SHIPPED, *form.languages()])
+    document_signup(app.routes, app.state.form_rules)
     app.include_router(page_router(settings))
     app.include_router(verify_router(settings))
     mount_static(app, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio
@@ -18,7 +19,9 @@ from signup.bootstrap import Container
 from signup.domain.commands import RegisterUser
 from signup.domain.errors import ChallengeRefused, EmailAlreadyRegistered, SignUpError
 from signup.entrypoints.web.client_ip import ClientAddresses
+from signup.entrypoints.web.form_model import FormRules
 from signup.entrypoints.web.hand_over import HandOver
+from signup.entrypoints.web.language import Languages
 from signup.entrypoints.web.problems import problem, refusal_for
 from signup.entrypoints.web.schemas import (
     BODY_MALFORMED,
@@ -156,7 +159,8 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
                 errors=[dict(BODY_MALFORMED)],
             ),
         )
-    checked = validate_signup(data, PasswordPolicy(settings.site_name))
+    rules: FormRules = request.app.state.form_rules
+    checked = validate_signup(data, PasswordPolicy(settings.site_name), rules.model)
     if isinstance(checked, list):
         return _outcome(
             "invalid", problem(422, "invalid-input", "Some fields need attention.", errors=checked)
@@ -176,7 +180,12 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
     )
     if limited is not None:
         return limited
-    command = RegisterUser(checked.applicant(), checked.password, idempotency_key or None)
+    applicant = checked.applicant()
+    if not rules.form.empty:
+        languages: Languages = request.app.state.languages
+        language = languages.for_request(request.query_params, request.headers)
+        applicant = rules.applicant(checked, language, datetime.now(UTC))
+    command = RegisterUser(applicant, checked.password, idempotency_key or None)
     try:
         registered = await container.registration.register(command)
     except SignUpError as exc:
@@ -221,6 +230,34 @@ async def _over_limit(container: Container, scope: str, key: str, detail: str) -
 def _outcome(outcome: str, response: Response) -> Response:
     metrics.SIGNUPS.labels(outcome).inc()
     return response
+
+
+@router.get(
+    "/signup/schema.json",
+    summary="The sign-up form as a JSON Schema (for sites that build their own page)",
+    response_class=Response,
+    responses={200: {"content": {"application/schema+json": {}}}},
+)
+async def form_schema(request: Request) -> Response:
+    rules: FormRules = request.app.state.form_rules
+    body = rules.form_schema(request.app.state.container.settings.site_name)
+    return Response(
+        orjson.dumps(body),
+        media_type="application/schema+json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+def document_signup(app_routes: list[Any], rules: FormRules) -> None:
+    """Make /openapi.json describe the body the app's form validates (one definition)."""
+    for route in app_routes:
+        if getattr(route, "path", None) == "/user/signup":
+            extra = dict(route.openapi_extra or {})
+            extra["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": rules.request_schema()}},
+            }
+            route.openapi_extra = extra
 
 
 @router.get("/healthz", summary="Alive")

@@ -112,6 +112,39 @@ def field_error(field: str, message: str, code: str) -> dict[str, str]:
     return {"field": field, "message": message, "code": code}
 
 
+# An error inside the site's declared `fields` or `consents`: (code, message) by type.
+SECTION_ERRORS: dict[str, dict[str, tuple[str, str]]] = {
+    "fields": {
+        "missing": ("field.required", "This field is required."),
+        "literal_error": ("field.not_an_option", "Choose one of the options."),
+        "string_too_short": ("field.too_short", "This is too short."),
+        "string_too_long": ("field.too_long", "This is too long."),
+        "string_pattern_mismatch": ("field.pattern_mismatch", "This is not in the expected form."),
+        "string_type": ("field.not_text", "Must be text."),
+        "bool_type": ("field.not_boolean", "Must be true or false."),
+    },
+    "consents": {
+        "missing": ("consent.required", "Please accept this to continue."),
+        "literal_error": ("consent.required", "Please accept this to continue."),
+        "bool_type": ("consent.not_boolean", "Must be true or false."),
+    },
+}
+
+
+def _section_error(
+    section: str, field: str, kind: str, loc: list[str], ctx: dict[str, Any]
+) -> dict[str, str]:
+    if kind == "literal_error" and section == "fields" and str(ctx.get("expected")) == "True":
+        return field_error(field, "Tick this box to continue.", "field.required")
+    if kind == "extra_forbidden":
+        return field_error(field, FIELD_MESSAGES[kind], "field.unknown")
+    if len(loc) == 1:  # the object itself
+        kind_code = "required" if kind == "missing" else "not_an_object"
+        return field_error(field, "Send an object of names and values.", f"{section}.{kind_code}")
+    code, message = SECTION_ERRORS[section].get(kind, (f"{section[:-1]}.invalid", "Not valid."))
+    return field_error(field, message, code)
+
+
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:
     """Pydantic's errors as `{"field", "message", "code"}`, never echoing the input."""
     errors: list[dict[str, str]] = []
@@ -120,7 +153,9 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
         field = ".".join(loc) if loc else "body"
         kind = error["type"]
         ctx = error.get("ctx") or {}
-        if "." in kind:  # ours (`refused`): the type is the code
+        if loc and loc[0] in SECTION_ERRORS and "." not in kind:
+            errors.append(_section_error(loc[0], field, kind, loc, ctx))
+        elif "." in kind:  # ours (`refused`): the type is the code
             errors.append(field_error(field, str(ctx.get("message", error["msg"])), kind))
         elif kind == "model_type" or kind == "dict_type":
             errors.append(dict(BODY_MALFORMED))
@@ -136,9 +171,11 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
     return errors
 
 
-def validate_signup(data: Any, policy: PasswordPolicy) -> SignUpRequest | list[dict[str, str]]:
+def validate_signup(
+    data: Any, policy: PasswordPolicy, model: type[SignUpRequest] = SignUpRequest
+) -> SignUpRequest | list[dict[str, str]]:
     try:
-        request = SignUpRequest.model_validate(data)
+        request = model.model_validate(data)
     except ValidationError as exc:
         errors = field_errors(exc)
         # Tell about the password too, if it is present, so one round trip fixes all.
