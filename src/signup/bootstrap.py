@@ -32,12 +32,14 @@ from signup.adapters.database import (
     create_sqlite_writer,
     watchable,
 )
+from signup.adapters.email_domains import domain_rule
 from signup.adapters.form_file import FormFileError, load_form
 from signup.adapters.leader_lock import FileLeaderLock
 from signup.adapters.liveness import build_liveness
 from signup.adapters.local_users import LocalIdentityProvider
 from signup.adapters.mailer import SmtpMailer
 from signup.adapters.processed import SqlProcessedEvents
+from signup.adapters.pwned import PwnedRanges
 from signup.adapters.rate_limit import AttemptLimiter, LimitsAttemptLimiter
 from signup.adapters.sql import SqlUnitOfWork
 from signup.domain.form import NO_FORM, FormDefinition
@@ -49,11 +51,18 @@ from signup.service_layer.consumers import (
     send_welcome_email,
     sync_contact,
 )
-from signup.service_layer.ports import Crm, EventPublisher, IdentityProvider, Mailer
+from signup.service_layer.ports import (
+    Crm,
+    EventPublisher,
+    IdentityProvider,
+    Mailer,
+    PasswordRanges,
+)
 from signup.service_layer.reconciliation import Reconciler
 from signup.service_layer.registration import RegistrationService
 from signup.service_layer.relay import Relay
 from signup.service_layer.retention import DeleteBatch, Pruner
+from signup.service_layer.screening import BreachCheck, Screening
 from signup.service_layer.verification import EmailVerification, VerificationLinks
 from signup.settings import Settings
 
@@ -73,6 +82,8 @@ class Container:
     publisher: EventPublisher
     relay: Relay
     limiter: AttemptLimiter
+    # The abuse controls a valid sign-up passes first (mail domains, breached passwords).
+    screening: Screening = field(default_factory=Screening)
     engines: list[AsyncEngine] = field(default_factory=list)
     # Beside the relay, on its own schedule (None: the provider keeps no accounts apart).
     reconciler: Reconciler | None = None
@@ -130,7 +141,10 @@ class Container:
             await self.registration.liveness.close()
         if self.challenge is not None:
             await self.challenge.close()
-        for closer in (self.provider.close, self.publisher.close, self.limiter.close):
+        closers = [self.provider.close, self.publisher.close, self.limiter.close]
+        if self.screening.breached is not None:
+            closers.append(self.screening.breached.ranges.close)
+        for closer in closers:
             with contextlib.suppress(Exception):
                 await closer()
         for engine in self.engines:
@@ -230,12 +244,28 @@ def build_provider(settings: Settings, clock: Callable[[], datetime]) -> Identit
     )
 
 
+def build_screening(settings: Settings, ranges: PasswordRanges | None = None) -> Screening:
+    """The mail domain rule (the package's list is read here, at start) and, when
+    SIGNUP_BREACHED_PASSWORDS=check, the breached-password check over `ranges`."""
+    breached = None
+    if settings.breached_passwords == "check":
+        breached = BreachCheck(
+            ranges=ranges or PwnedRanges.from_settings(settings),
+            min_count=settings.breached_min_count,
+            fail_closed=settings.breached_fail == "closed",
+            cache_seconds=settings.breached_cache_seconds,
+            cache_size=settings.breached_cache_size,
+        )
+    return Screening(domains=domain_rule(settings), breached=breached)
+
+
 def bootstrap(
     settings: Settings,
     *,
     provider: IdentityProvider | None = None,
     publisher: EventPublisher | None = None,
     limiter: AttemptLimiter | None = None,
+    ranges: PasswordRanges | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> Container:
     """Wire everything; nothing connects until first used (engines and clients are lazy)."""
@@ -300,6 +330,7 @@ def bootstrap(
         publisher=publisher,
         relay=relay,
         limiter=limiter,
+        screening=build_screening(settings, ranges),
         engines=[writer, reader],
         reconciler=reconciler,
         challenge=build_challenge(settings, uow, clock),

@@ -27,3 +27,16 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 PUBLISHES = Counter("signup_publishes_total", "Outbox publishes by result", ["result"])
 RECONCILIATIONS = Counter("signup_reconciliations_total", "Pending sign-ups settled", ["result"])
+# Every refusal of a sign-up, by its stable code (`email.domain_refused`,
+# `password.breached`, `honeypot`, `too_many_attempts.ip`, …; docs/abuse.md).
+REFUSALS = Counter("signup_refusals_total", "Sign-ups refused, by reason", ["reason"])
+BREACHED_CHECKS = Counter(
+    "signup_breached_checks_total",
+    "Breached-password checks by result (breached, clean, unavailable_open, unavailable_closed)",
+    ["result"],
+)
+BREACHED_LOOKUPS = Counter(
+    "signup_breached_lookups_total",
+    "Range look-ups by how they were answered (fetched, cached, shared, failed)",
+    ["result"],
+)

@@ -320,6 +320,19 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    # Abuse controls (docs/abuse.md). Mail domains: throwaway ones (the
+    # `disposable-email-domains` package's list) are refused always, these too; a
+    # non-empty allow list admits only its domains. Sub-domains count as their domain.
+    email_domains_deny: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    email_domains_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("email_domains_deny", "email_domains_allow", mode="before")
+    @classmethod
+    def _domains_comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @model_validator(mode="after")
     def _challenge_needs_key(self) -> Settings:
         if self.challenge == "off":
@@ -332,3 +345,15 @@ class Settings(BaseSettings):
                 "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
         return self
+
+    # Breached passwords: a Pwned Passwords range API, asked with the first five hex
+    # digits of the password's SHA-1 only; a password seen at least `min_count` times
+    # is refused. `fail`: what a failed look-up (slow, down) means, accept (`open`) or
+    # 503 (`closed`). Range answers are cached per process for `cache_seconds`.
+    breached_passwords: Literal["off", "check"] = "off"
+    breached_api_url: str = "https://api.pwnedpasswords.com"
+    breached_min_count: int = Field(default=1, ge=1)
+    breached_fail: Literal["open", "closed"] = "open"
+    breached_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
+    breached_cache_seconds: float = Field(default=300.0, ge=0)
+    breached_cache_size: int = Field(default=1024, ge=1, le=1_000_000)

@@ -365,3 +365,28 @@ async def test_nothing_overflows_at_375_pixels(page: Page) -> None:
     await page.get_by_role("button", name="Create account").click()
     await expect(page.locator("#signup-success")).to_be_visible()
     await assert_fits("success state")
+
+
+async def test_the_honeypot_is_neither_seen_nor_heard_nor_reached_nor_sent(page: Page) -> None:
+    await open_form(page)
+    trap = page.locator("#website")
+    await expect(trap).to_be_hidden()
+    await expect(trap).to_have_attribute("tabindex", "-1")
+    await expect(trap).to_have_attribute("autocomplete", "off")
+    # Out of the accessibility tree: a screen reader has nothing named Website to read.
+    tree = await page.locator("#signup-form").aria_snapshot()
+    assert "Create account" in tree and "Website" not in tree
+    assert await page.get_by_role("textbox", name="Website").count() == 0
+    # Tab from the submit button's side of the form: focus never lands in it.
+    visited = set()
+    await page.locator("#email").focus()
+    for _ in range(12):
+        await page.keyboard.press("Tab")
+        visited.add(await active_id(page))
+    assert "website" not in visited and "signup-submit" in visited
+    # A person's sign-up does not send it.
+    posts = record_signup_posts(page)
+    await fill_form(page, unique_email("honeypot"), GOOD_PASSWORD)
+    await page.get_by_role("button", name="Create account").click()
+    await expect(page.locator("#signup-success")).to_be_visible()
+    assert posts and "website" not in json.loads(posts[0].post_data or "{}")

@@ -11,8 +11,10 @@ from signup.domain.errors import (
     ChallengeRefused,
     EmailAlreadyRegistered,
     FieldRejected,
+    FieldsRefused,
     IdempotencyKeyReused,
     OutcomeUnknown,
+    PasswordCheckUnavailable,
     ProviderUnavailable,
     RequestInProgress,
     SignUpError,
@@ -92,6 +94,34 @@ CASES: list[tuple[SignUpError, str, int, bytes, str | None, tuple[str, str] | No
         ("signup.outcome_unknown", "read timeout"),
     ),
     (
+        FieldsRefused(
+            (
+                FieldRejected("email", "Use an address you keep.", code="email.domain_refused"),
+                FieldRejected("password", "Seen in a breach.", code="password.breached"),
+            )
+        ),
+        "refused",
+        422,
+        b'{"type":"urn:signup:problem:invalid-input","title":"Invalid input","status":422,'
+        b'"detail":"Some fields need attention.",'
+        b'"errors":[{"field":"email","message":"Use an address you keep.",'
+        b'"code":"email.domain_refused"},'
+        b'{"field":"password","message":"Seen in a breach.","code":"password.breached"}]}',
+        None,
+        None,
+    ),
+    (
+        PasswordCheckUnavailable("the range API answered 503", retry_after=5),
+        "check_unavailable",
+        503,
+        b'{"type":"urn:signup:problem:password-check-unavailable",'
+        b'"title":"Service temporarily unavailable","status":503,'
+        b'"detail":"We could not check your password just now. '
+        b'Please try again in a moment."}',
+        "5",
+        None,
+    ),
+    (
         ProviderUnavailable("queue deadline"),
         "unavailable",
         503,
@@ -147,3 +177,20 @@ def test_a_subclass_of_a_listed_error_gets_its_nearest_entry() -> None:
 
     refusal = refusal_for(SlowDown("paced"))
     assert refusal is not None and refusal.outcome == "unavailable"
+
+
+def test_each_refusal_is_counted_by_its_stable_codes() -> None:
+    both = FieldsRefused(
+        (
+            FieldRejected("email", "m", code="email.domain_refused"),
+            FieldRejected("password", "m", code="password.breached"),
+        )
+    )
+    assert REFUSALS[FieldsRefused].reasons_of(both) == ["email.domain_refused", "password.breached"]
+    unavailable = PasswordCheckUnavailable("down")
+    assert REFUSALS[PasswordCheckUnavailable].reasons_of(unavailable) == [
+        "password.check_unavailable"
+    ]
+    assert REFUSALS[EmailAlreadyRegistered].reasons_of(EmailAlreadyRegistered("a@b.c")) == [
+        "email-already-registered"
+    ]

@@ -28,6 +28,24 @@ class FieldRejected(SignUpError):
         self.code = code or f"{field}.refused"
 
 
+class FieldsRefused(SignUpError):
+    """Fields refused before any account was asked for (the abuse controls), all at once
+    so that one round trip fixes them."""
+
+    def __init__(self, rejections: tuple[FieldRejected, ...]) -> None:
+        super().__init__(", ".join(r.code for r in rejections))
+        self.rejections = rejections
+
+
+class PasswordCheckUnavailable(SignUpError):
+    """The breached-password look-up failed and the site refuses rather than skip it."""
+
+    def __init__(self, reason: str, retry_after: float = 5.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 class ProviderUnavailable(SignUpError):
     """The provider could not be asked; nothing was created. Try again later."""
 

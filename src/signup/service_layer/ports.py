@@ -11,6 +11,7 @@ Each is implemented in `signup.adapters` (and by the fakes in `signup.testing.fa
 | `Mailer` | `adapters.mailer` |
 | `Crm` | `adapters.crm` |
 | `ChallengeSigner`, `SpentSolutions` | `adapters.challenge` |
+| `PasswordRanges` | `adapters.pwned` |
 
 The unit of work that hands out the repositories is `signup.service_layer.unit_of_work`.
 The layers are checked by import-linter (`[tool.importlinter]` in pyproject.toml,
@@ -264,6 +265,23 @@ class EventPublisher(Protocol):
 
     @property
     def connected(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+# ---- breached passwords -----------------------------------------------------------
+
+
+class RangeUnavailable(Exception):
+    """The range could not be had (time-out, connection refused, an error or malformed
+    answer): nothing is known about the password."""
+
+
+class PasswordRanges(Protocol):
+    """A Pwned Passwords range API: `range(prefix)` is the raw answer for a 5-hex-digit
+    SHA-1 prefix (`SUFFIX:COUNT` lines), or `RangeUnavailable`."""
+
+    async def range(self, prefix: str) -> str: ...
 
     async def close(self) -> None: ...
 

@@ -86,6 +86,11 @@ class RegistrationService:
             return await self._register_in_our_store(cmd, print_)
         return await self._register_remotely(cmd, print_, same_request)
 
+    def decoy(self, email: str) -> Registered:
+        """A success's answer with a user id of the provider's form that names nobody:
+        for an answer that must look like a sign-up where none was made."""
+        return Registered(f"{self.provider.name}|{secrets.token_hex(12)}", email)
+
     async def reconcile(self, older_than: timedelta, limit: int = 500) -> dict[str, int]:
         """Settle sign-ups whose provider outcome was never learnt (crash, timeout)."""
         cutoff = self.clock() - older_than
@@ -287,11 +292,7 @@ class RegistrationService:
         self, cmd: RegisterUser, print_: str, signup: SignUp | None = None
     ) -> Registered | None:
         """Remember the answer (for Idempotency-Key replays); hidden mode answers 201."""
-        hidden = (
-            Registered(f"{self.provider.name}|{secrets.token_hex(12)}", cmd.applicant.email)
-            if self.hide_existing
-            else None
-        )
+        hidden = self.decoy(cmd.applicant.email) if self.hide_existing else None
         settled = (signup or self._new_signup(cmd, print_)).existing(
             201 if hidden else 409, hidden.body() if hidden else {}
         )

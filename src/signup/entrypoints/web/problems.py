@@ -14,8 +14,10 @@ from signup.domain.errors import (
     ChallengeRefused,
     EmailAlreadyRegistered,
     FieldRejected,
+    FieldsRefused,
     IdempotencyKeyReused,
     OutcomeUnknown,
+    PasswordCheckUnavailable,
     ProviderUnavailable,
     RequestInProgress,
     SignUpError,
@@ -96,6 +98,11 @@ class Refusal(Generic[E]):
     retry_after: Callable[[E], float] | None = None
     # Worth a warning in the log: the event's name, and the reason it is logged with.
     warning: tuple[str, Callable[[E], str]] | None = None
+    # Its labels on signup_refusals_total (stable codes); None: the problem's slug.
+    reasons: Callable[[E], list[str]] | None = None
+
+    def reasons_of(self, exc: E) -> list[str]:
+        return self.reasons(exc) if self.reasons else [self.slug]
 
     def answer(self, exc: E, extensions: dict[str, Any] | None = None) -> Response:
         return problem(
@@ -141,6 +148,31 @@ REFUSALS: dict[type[SignUpError], Refusal[Any]] = dict(
                 "invalid-input",
                 "The identity provider refused a field.",
                 errors=lambda exc: [{"field": exc.field, "message": exc.message, "code": exc.code}],
+                reasons=lambda exc: [exc.code],
+            ),
+        ),
+        _refusal(
+            FieldsRefused,
+            Refusal(
+                "refused",
+                422,
+                "invalid-input",
+                "Some fields need attention.",
+                errors=lambda exc: [
+                    {"field": r.field, "message": r.message, "code": r.code} for r in exc.rejections
+                ],
+                reasons=lambda exc: [r.code for r in exc.rejections],
+            ),
+        ),
+        _refusal(
+            PasswordCheckUnavailable,
+            Refusal(
+                "check_unavailable",
+                503,
+                "password-check-unavailable",
+                "We could not check your password just now. Please try again in a moment.",
+                retry_after=lambda exc: exc.retry_after,
+                reasons=lambda _: ["password.check_unavailable"],
             ),
         ),
         _refusal(
@@ -151,6 +183,7 @@ REFUSALS: dict[type[SignUpError], Refusal[Any]] = dict(
                 "invalid-input",
                 "Some fields need attention.",
                 errors=lambda exc: [{"field": exc.field, "message": exc.message, "code": exc.code}],
+                reasons=lambda exc: [exc.code],
             ),
         ),
         _refusal(

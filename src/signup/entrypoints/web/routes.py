@@ -109,17 +109,21 @@ async def sign_up(request: Request) -> Response:
     container: Container = request.app.state.container
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
-        return problem(
-            422,
-            "invalid-input",
-            "Some fields need attention.",
-            errors=[
-                {
-                    "field": "Idempotency-Key",
-                    "message": f"String should have at most {IDEMPOTENCY_KEY_MAX} characters",
-                    "code": "idempotency_key.too_long",
-                }
-            ],
+        return _counted(
+            "invalid",
+            ["idempotency_key.too_long"],
+            problem(
+                422,
+                "invalid-input",
+                "Some fields need attention.",
+                errors=[
+                    {
+                        "field": "Idempotency-Key",
+                        "message": f"String should have at most {IDEMPOTENCY_KEY_MAX} characters",
+                        "code": "idempotency_key.too_long",
+                    }
+                ],
+            ),
         )
     response = await _sign_up(request, container, idempotency_key)
     metrics.SIGNUP_LATENCY.observe(time.perf_counter() - started)
@@ -137,8 +141,9 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
     if limited is not None:
         return limited
     if not _json_content_type(request):
-        return _outcome(
+        return _counted(
             "unsupported_media_type",
+            ["unsupported_media_type"],
             problem(415, "unsupported-media-type", "Send the form as application/json."),
         )
     try:
@@ -150,8 +155,9 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return _outcome(
+        return _counted(
             "invalid",
+            ["body.malformed"],
             problem(
                 422,
                 "invalid-input",
@@ -162,8 +168,10 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
     rules: FormRules = request.app.state.form_rules
     checked = validate_signup(data, PasswordPolicy(settings.site_name), rules.model)
     if isinstance(checked, list):
-        return _outcome(
-            "invalid", problem(422, "invalid-input", "Some fields need attention.", errors=checked)
+        return _counted(
+            "invalid",
+            [error.get("code", "invalid_input") for error in checked],
+            problem(422, "invalid-input", "Some fields need attention.", errors=checked),
         )
     if container.challenge is not None:
         # Before the e-mail's limit: requests without a good solution spend none of an
@@ -180,6 +188,10 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
     )
     if limited is not None:
         return limited
+    if checked.website:
+        # The honeypot, filled: a bot. It gets a success's answer, and nothing happens.
+        _count_refusal("honeypot", ["honeypot"])
+        return _created(container.registration.decoy(checked.email).body())
     applicant = checked.applicant()
     if not rules.form.empty:
         languages: Languages = request.app.state.languages
@@ -187,13 +199,18 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
         applicant = rules.applicant(checked, language, datetime.now(UTC))
     command = RegisterUser(applicant, checked.password, idempotency_key or None)
     try:
+        await container.screening.check(checked.email, checked.password)
         registered = await container.registration.register(command)
     except SignUpError as exc:
         return _refused(request, exc)
     metrics.SIGNUPS.labels("replayed" if registered.replayed else "created").inc()
     log.info("signup.created", user_id=registered.user_id, replayed=registered.replayed)
+    return _created(registered.body())
+
+
+def _created(body: dict[str, Any]) -> Response:
     return Response(
-        orjson.dumps(registered.body()),
+        orjson.dumps(body),
         status_code=201,
         media_type="application/json",
         headers={"Cache-Control": "no-store"},
@@ -215,7 +232,8 @@ def _refused(request: Request, exc: SignUpError) -> Response:
     if refusal.warning is not None:
         event, reason = refusal.warning
         log.warning(event, reason=reason(exc))
-    return _outcome(refusal.outcome, refusal.answer(exc, _extensions(request, exc)))
+    answer = refusal.answer(exc, _extensions(request, exc))
+    return _counted(refusal.outcome, refusal.reasons_of(exc), answer)
 
 
 async def _over_limit(container: Container, scope: str, key: str, detail: str) -> Response | None:
@@ -224,12 +242,26 @@ async def _over_limit(container: Container, scope: str, key: str, detail: str) -
     if wait is None:
         return None
     metrics.RATE_LIMITED.labels(scope).inc()
-    return problem(429, "too-many-attempts", detail, retry_after=wait)
+    reason = f"too_many_attempts.{scope}"
+    return _counted(
+        "rate_limited", [reason], problem(429, "too-many-attempts", detail, retry_after=wait)
+    )
 
 
-def _outcome(outcome: str, response: Response) -> Response:
-    metrics.SIGNUPS.labels(outcome).inc()
+def _counted(outcome: str, reasons: list[str], response: Response) -> Response:
+    _count_refusal(outcome, reasons)
     return response
+
+
+def _count_refusal(outcome: str, reasons: list[str]) -> None:
+    """Count a refusal by outcome and by each reason (stable code), and log it: the
+    reasons only, never the address or the password."""
+    if outcome != "rate_limited":  # those count on signup_rate_limited_total, as before
+        metrics.SIGNUPS.labels(outcome).inc()
+    unique = sorted(set(reasons))
+    for reason in unique:
+        metrics.REFUSALS.labels(reason).inc()
+    log.info("signup.refused", reasons=unique)
 
 
 @router.get(

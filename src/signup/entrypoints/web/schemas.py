@@ -62,6 +62,11 @@ class SignUpRequest(BaseModel):
         max_length=4096,
         description="The proof-of-work solution (base64 JSON) when the site asks for one.",
     )
+    # The honeypot (docs/abuse.md): the page hides it from people and screen readers
+    # alike, so only a bot fills it; a filled one is answered as a success, nothing made.
+    website: str | None = Field(
+        default=None, max_length=2048, description="Leave this out (or empty)."
+    )
 
     @field_validator("email")
     @classmethod

@@ -183,6 +183,11 @@
           data[name] = value;
         }
       });
+      // The honeypot, hidden from people: sent only when something filled it.
+      var trap = document.getElementById("website");
+      if (trap && trap.value) {
+        data.website = trap.value;
+      }
       return data;
     }
 
