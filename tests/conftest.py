@@ -24,6 +24,20 @@ settings.register_profile(
 settings.load_profile("signup")
 
 
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A test that runs a command in process (typer's CliRunner) configures logging to
+    the runner's stream, closed when it ends: the next test's first log line would raise
+    there (inside whatever it was doing). Every test starts with the logging it found."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
