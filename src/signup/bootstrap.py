@@ -51,6 +51,7 @@ from signup.service_layer.consumers import (
     send_welcome_email,
     sync_contact,
 )
+from signup.service_layer.external_accounts import ExternalAccounts
 from signup.service_layer.ports import (
     Crm,
     EventPublisher,
@@ -82,6 +83,7 @@ class Container:
     publisher: EventPublisher
     relay: Relay
     limiter: AttemptLimiter
+    external_accounts: ExternalAccounts
     # The abuse controls a valid sign-up passes first (mail domains, breached passwords).
     screening: Screening = field(default_factory=Screening)
     engines: list[AsyncEngine] = field(default_factory=list)
@@ -291,11 +293,22 @@ def bootstrap(
     )
     publisher = publisher or AmqpPublisher(BrokerNodes(settings.amqp_urls), settings.exchange)
 
+    external_accounts = ExternalAccounts(
+        uow=uow,
+        clock=clock,
+        source=settings.event_source,
+        identity_provider=provider.name,
+        complete_signup=registration.complete,
+    )
+
     async def reconcile() -> None:
         report = await registration.reconcile(timedelta(seconds=settings.reconcile_after_seconds))
         for result, count in report.items():
             if count:
                 metrics.RECONCILIATIONS.labels(result).inc(count)
+        # Accounts Auth0 told of while their form sign-up was pending: announced by now,
+        # unless that sign-up was abandoned (then as they were seen).
+        await external_accounts.settle_sightings()
 
     relay = Relay(
         uow=uow,
@@ -331,6 +344,7 @@ def bootstrap(
         relay=relay,
         limiter=limiter,
         screening=build_screening(settings, ranges),
+        external_accounts=external_accounts,
         engines=[writer, reader],
         reconciler=reconciler,
         challenge=build_challenge(settings, uow, clock),

@@ -40,3 +40,16 @@ BREACHED_LOOKUPS = Counter(
     "Range look-ups by how they were answered (fetched, cached, shared, failed)",
     ["result"],
 )
+ANNOUNCED = Counter(
+    "signup_accounts_announced_total",
+    "Accounts given their one user.new, by the path that saw them first",
+    ["origin"],
+)
+AUTH0_EVENTS = Counter(
+    "signup_auth0_events_total",
+    "POST /hooks/auth0 deliveries by result",
+    ["result"],
+)
+SWEEP_ACCOUNTS = Counter(
+    "signup_sweep_accounts_total", "Accounts the sweep's user search returned", ["result"]
+)

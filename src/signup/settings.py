@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     auth0_timeout_seconds: float = 10.0
     # How long a sign-up may wait in line for Auth0's rate limit before it is answered 503.
     auth0_queue_deadline_seconds: float = 5.0
+    # POST /hooks/auth0 (Auth0's events): off (404) until a credential is set; the
+    # stream's bearer token, or its basic credentials.
+    auth0_events_token: SecretStr | None = None
+    auth0_events_username: str | None = None
+    auth0_events_password: SecretStr | None = None
 
     # The way on to sign-in (entrypoints/web/hand_over.py): the site's sign-in page and
     # where the success panel continues; with Auth0, by default, Universal Login for the
@@ -151,6 +156,12 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"identity provider auth0 needs {', '.join(missing)}")
+        if bool(self.auth0_events_username) != bool(self.auth0_events_password):
+            raise ValueError(
+                "SIGNUP_AUTH0_EVENTS_USERNAME and SIGNUP_AUTH0_EVENTS_PASSWORD go together"
+            )
+        if self.auth0_events_token is not None and 0 < len(self.auth0_events_token) < 16:
+            raise ValueError("SIGNUP_AUTH0_EVENTS_TOKEN must be at least 16 characters")
         return self
 
     @field_validator("sign_in_url", "after_signup_url", "auth0_login_redirect_uri")
@@ -200,6 +211,10 @@ class Settings(BaseSettings):
         if redirect and not redirect.startswith(("http://", "https://")):
             raise ValueError("SIGNUP_AUTH0_LOGIN_REDIRECT_URI must be an absolute URL")
         return self
+
+    @property
+    def auth0_events_enabled(self) -> bool:
+        return bool(self.auth0_events_token or self.auth0_events_username)
 
     @cached_property
     def auth0_base(self) -> str:

@@ -98,6 +98,10 @@ async def test_signup_creates_account_and_publishes_exactly_the_designed_message
         "name": "Ada Lovelace",
         "created_at": event["data"]["created_at"],
         "identity_provider": "local",
+        # Additive (issue 19): the local store has no Auth0 connection.
+        "connection": None,
+        "is_social": False,
+        "origin": "form",
     }
     assert PASSWORD.encode() not in message.body
 

@@ -188,3 +188,36 @@ consent_texts = Table(
     Column("text_sha256", String(64), nullable=False),
     Column("first_seen", UTCDateTime(), nullable=False),
 )
+
+# Every account that has had its `user.new`, by the provider's user id: the one dedupe
+# key of the form, Auth0's events and the sweep (migration 0009). Never pruned: outbox
+# rows and settled sign-ups are, and an account must not be announced again after that.
+announced_accounts = Table(
+    "announced_accounts",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("event_id", String(36), nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("announced_at", UTCDateTime(), nullable=False),
+)
+
+# Accounts Auth0 told us of while the form's sign-up of them was still pending (the
+# profile as seen, no secret): announced as seen should that sign-up be abandoned.
+account_sightings = Table(
+    "account_sightings",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("intent_id", String(36)),
+    Column("origin", String(16), nullable=False),
+    Column("auth0_event_id", String(255)),
+    Column("profile", Text, nullable=False),
+    Column("seen_at", UTCDateTime(), nullable=False),
+)
+
+# Where a background job got to (the sweep's last window end).
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
+)

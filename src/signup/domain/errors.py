@@ -70,6 +70,15 @@ class AccountAlreadyCompleted(SignUpError):
     """Another sign-up completed with this account first (its event is the account's one)."""
 
 
+class AccountAlreadyAnnounced(SignUpError):
+    """Another transaction announced this account first (`announced_accounts`): its
+    `user.new` is the account's one. Not a failure: the caller takes it as a repeat."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(user_id)
+        self.user_id = user_id
+
+
 class RequestInProgress(SignUpError):
     """A request with this Idempotency-Key is still being processed."""
 

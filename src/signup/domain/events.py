@@ -15,6 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 USER_NEW = "user.new"
 USER_VERIFIED = "user.verified"
+# Which path announced an account first (`data.origin`).
+ORIGIN_FORM = "form"
+ORIGIN_AUTH0_EVENT = "auth0-event"
+ORIGIN_SWEEP = "sweep"
+ORIGINS = (ORIGIN_FORM, ORIGIN_AUTH0_EVENT, ORIGIN_SWEEP)
+_NO_EXTENSION: set[str] = {"auth0eventid"}
 
 
 def iso_millis(moment: datetime) -> str:
@@ -55,6 +61,11 @@ class UserRegisteredData(BaseModel):
     # Additive (issue 21): only when the site declares a form; absent, not null, otherwise.
     fields: dict[str, str | bool] | None = Field(default=None, exclude_if=_absent)
     consents: list[ConsentGiven] | None = Field(default=None, exclude_if=_absent)
+    # Additive (issue 19): which Auth0 connection made the account (None for the local
+    # store), whether that is a social one, and which path announced it first.
+    connection: str | None = None
+    is_social: bool = False
+    origin: str | None = None
 
     @field_serializer("created_at")
     def _created_at(self, value: datetime) -> str:
@@ -75,6 +86,9 @@ class UserRegistered(BaseModel):
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
     data: UserRegisteredData
+    # CloudEvents extension attribute: the id of the Auth0 event that told us of the
+    # account (tracing only; the event's own `id` is ours). Left out when there is none.
+    auth0eventid: str | None = None
 
     @field_serializer("time")
     def _time(self, value: datetime) -> str:
@@ -83,6 +97,8 @@ class UserRegistered(BaseModel):
     def to_json(self) -> bytes:
         # pydantic-core writes the JSON itself: no dict of the event on the way, the same
         # bytes as model_dump and orjson (docs/decisions/0012).
+        if self.auth0eventid is None:
+            return self.model_dump_json(exclude=_NO_EXTENSION).encode()
         return self.model_dump_json().encode()
 
     @classmethod

@@ -70,6 +70,10 @@ class CreatedAccount:
     # The declared fields and the consent record, as the provider keeps them
     # (`Applicant.profile`; Auth0's `user_metadata`).
     user_metadata: dict[str, object] | None = field(default=None, compare=False)
+    # The provider's connection that holds it (Auth0: `identities[0].connection`), and
+    # whether that is a social one (Google, GitHub, ...): None / False for the local store.
+    connection: str | None = None
+    is_social: bool = False
     # Only the local provider sets this: the Argon2id hash its own table stores.
     password_hash: str | None = field(default=None, repr=False)
 

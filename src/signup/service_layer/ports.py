@@ -6,6 +6,8 @@ Each is implemented in `signup.adapters` (and by the fakes in `signup.testing.fa
 | --- | --- |
 | `IdentityProvider`, `AccountDirectory` | `adapters.auth0`, `adapters.local_users` |
 | `SignUpRepository`, `OutboxRepository`, `UserRepository`, `LeaseRepository` | `adapters.sql` |
+| `AnnouncedAccounts`, `SightingRepository`, `CheckpointRepository` | `adapters.sql` |
+| `AccountSearch` | `adapters.auth0` |
 | `Liveness` | `adapters.liveness` |
 | `EventPublisher` | `adapters.broker` |
 | `Mailer` | `adapters.mailer` |
@@ -189,6 +191,53 @@ class OutboxRepository(Protocol):
     ) -> list[tuple[int, OutboxEntry]]: ...
 
 
+class AnnouncedAccounts(Protocol):
+    """Every account that has had its `user.new`, by the provider's user id: never pruned
+    (outbox rows and settled sign-ups are), so it is the one dedupe key, whichever path
+    (the form, Auth0's events, the sweep) saw the account first."""
+
+    async def event_for(self, user_id: str) -> str | None:
+        """The id of the account's one event; None while it has none."""
+        ...
+
+    async def add(self, user_id: str, event_id: str, origin: str, at: datetime) -> None:
+        """Record the account's event, in the transaction that writes its outbox row.
+        Raises `AccountAlreadyAnnounced` when another transaction recorded it first."""
+        ...
+
+    async def count_by_origin(self) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """An account Auth0 told us of while the form's own sign-up of it was still pending:
+    the form's completion announces it (with the form's data); should that sign-up be
+    abandoned instead, the sighting is announced as it was seen."""
+
+    account: CreatedAccount
+    origin: str
+    auth0_event_id: str | None
+    seen_at: datetime
+
+
+class SightingRepository(Protocol):
+    async def add(self, sighting: Sighting) -> None:
+        """Keep it (a repeat of one already kept changes nothing)."""
+        ...
+
+    async def oldest(self, limit: int) -> list[Sighting]: ...
+
+    async def remove(self, user_id: str) -> None: ...
+
+
+class CheckpointRepository(Protocol):
+    """Named points in time that a background job has done its work up to (the sweep)."""
+
+    async def get(self, name: str) -> datetime | None: ...
+
+    async def put(self, name: str, at: datetime) -> None: ...
+
+
 class UserRepository(Protocol):
     """The local identity provider's own accounts."""
 
@@ -230,6 +279,26 @@ class LeaseRepository(Protocol):
         ...
 
     async def release(self, name: str, holder: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of a user search: the query's `total`, how many users the page held
+    (`length`), and those of them that can be announced (with an e-mail address)."""
+
+    total: int
+    length: int
+    accounts: list[CreatedAccount]
+
+
+class AccountSearch(Protocol):
+    """The provider's user search by creation time (Auth0: `GET /api/v2/users`, v3)."""
+
+    async def created_between(
+        self, start: datetime, end: datetime, *, page: int, per_page: int
+    ) -> SearchPage:
+        """Users created in [start, end], oldest first. Raises `ProviderUnavailable`."""
+        ...
 
 
 class Liveness(Protocol):

@@ -10,8 +10,10 @@ from typing import Literal
 
 import structlog
 
+from signup import metrics
 from signup.domain.commands import RegisterUser
 from signup.domain.errors import (
+    AccountAlreadyAnnounced,
     AccountAlreadyCompleted,
     EmailAlreadyRegistered,
     FieldRejected,
@@ -20,7 +22,7 @@ from signup.domain.errors import (
     ProviderUnavailable,
     RequestInProgress,
 )
-from signup.domain.events import ConsentGiven, UserRegistered, UserRegisteredData
+from signup.domain.events import ORIGIN_FORM, ConsentGiven, UserRegistered, UserRegisteredData
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
 from signup.service_layer.ports import AccountDirectory, IdentityProvider, Liveness
 from signup.service_layer.sign_up_identity import (
@@ -141,12 +143,14 @@ class RegistrationService:
             await tx.users.add(account)
             await tx.signups.add(signup.completed(answer.user_id, event.id, answer.body()))
             await tx.consents.add(account.user_id, applicant.consents)
+            await tx.announced.add(account.user_id, event.id, ORIGIN_FORM, event.time)
             await tx.outbox.add(event)
 
         try:
             await self.uow.run(store)
         except EmailAlreadyRegistered:
             return await self._existing(cmd, print_)
+        metrics.ANNOUNCED.labels(ORIGIN_FORM).inc()
         return answer
 
     async def _register_remotely(
@@ -192,6 +196,11 @@ class RegistrationService:
 
     # ---- outcomes -----------------------------------------------------------------
 
+    async def complete(self, signup: SignUp, account: CreatedAccount) -> Registered:
+        """Complete `signup` with the account its request made (found by Auth0's event or
+        the sweep after the sign-up was given up for lost): the form's event, its data."""
+        return await self._complete(signup, account)
+
     async def _complete(self, signup: SignUp, account: CreatedAccount) -> Registered:
         """Mark the sign-up created and queue its one event, unless someone already did.
 
@@ -199,12 +208,18 @@ class RegistrationService:
         the hidden answer for a registered address echoes the same form.
         """
         answer = Registered(account.user_id, signup.applicant.email)
+        wrote = False
 
         async def complete(tx: Transaction) -> SignUp | None:
+            nonlocal wrote
+            wrote = False  # a work may run twice: only its last run counts
             # The event is made as its transaction runs: its time is that of the commit
             # the 201 follows, not of the moment the work was handed to the writer.
             event = self._event_for(account, signup.applicant)
-            created = signup.completed(answer.user_id, event.id, answer.body())
+            # Announced already (by Auth0's event or the sweep, should either have
+            # got there first): the sign-up completes with that event, and adds none.
+            prior = await tx.announced.event_for(account.user_id)
+            created = signup.completed(answer.user_id, prior or event.id, answer.body())
             # One account, one event: when another sign-up of this person already
             # completed with this account (a retry without the Idempotency-Key, a second
             # tab, reconciliation of an earlier attempt), this one takes its answer and
@@ -223,16 +238,22 @@ class RegistrationService:
             for expected in (SignUpStatus.PENDING, SignUpStatus.ABANDONED):
                 if await tx.signups.settle(created, expected=expected):
                     await tx.consents.add(account.user_id, signup.applicant.consents)
-                    await tx.outbox.add(event)
+                    if prior is None:
+                        # The dedupe key, in the outbox row's own transaction.
+                        await tx.announced.add(account.user_id, event.id, ORIGIN_FORM, event.time)
+                        await tx.outbox.add(event)
+                        wrote = True
                     return None
             return await tx.signups.get(signup.id)
 
         try:
             winner = await self.uow.run(complete)
-        except AccountAlreadyCompleted:
-            # Another process completed this account in the same instant; its sign-up
-            # is now visible, so this one settles as a duplicate of it.
+        except (AccountAlreadyCompleted, AccountAlreadyAnnounced):
+            # Another process completed (or announced) this account in the same instant;
+            # its row is now visible, so this one settles as a duplicate of it.
             winner = await self.uow.run(complete)
+        if wrote:
+            metrics.ANNOUNCED.labels(ORIGIN_FORM).inc()
         if winner is not None and winner.response_body and winner.user_id:
             return Registered(winner.user_id, winner.applicant.email, replayed=True)
         return answer
@@ -412,8 +433,9 @@ class RegistrationService:
         )
 
     def _event_for(self, account: CreatedAccount, applicant: Applicant) -> UserRegistered:
-        given = account.given_name or applicant.given_name
-        family = account.family_name or applicant.family_name
+        # The form's names first; the profile's where the form gave none.
+        given = applicant.given_name or account.given_name
+        family = applicant.family_name or account.family_name
         return UserRegistered(
             id=self.new_id(),
             source=self.source,
@@ -430,5 +452,8 @@ class RegistrationService:
                 fields=dict(applicant.fields) if applicant.fields else None,
                 consents=[ConsentGiven.model_validate(r.as_data()) for r in applicant.consents]
                 or None,
+                connection=account.connection,
+                is_social=account.is_social,
+                origin=ORIGIN_FORM,
             ),
         )

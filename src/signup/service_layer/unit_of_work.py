@@ -6,9 +6,12 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from signup.service_layer.ports import (
+    AnnouncedAccounts,
+    CheckpointRepository,
     ConsentRepository,
     LeaseRepository,
     OutboxRepository,
+    SightingRepository,
     SignUpRepository,
     UserRepository,
 )
@@ -31,6 +34,15 @@ class Transaction(Protocol):
 
     @property
     def consents(self) -> ConsentRepository: ...
+
+    @property
+    def announced(self) -> AnnouncedAccounts: ...
+
+    @property
+    def sightings(self) -> SightingRepository: ...
+
+    @property
+    def checkpoints(self) -> CheckpointRepository: ...
 
 
 Work = Callable[[Transaction], Awaitable[T]]

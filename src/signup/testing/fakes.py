@@ -10,11 +10,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
 
-from signup.domain.errors import AccountAlreadyCompleted, EmailAlreadyRegistered, RequestInProgress
+from signup.domain.errors import (
+    AccountAlreadyAnnounced,
+    AccountAlreadyCompleted,
+    EmailAlreadyRegistered,
+    RequestInProgress,
+)
 from signup.domain.events import OutboxEvent
 from signup.domain.form import ConsentRecord
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
-from signup.service_layer.ports import OutboxEntry, OutboxStatus, PublishResult
+from signup.service_layer.ports import OutboxEntry, OutboxStatus, PublishResult, Sighting
 from signup.service_layer.unit_of_work import Work
 
 T = TypeVar("T")
@@ -31,6 +36,9 @@ class _State:
     workers: dict[str, str | None] = field(default_factory=dict)  # signups.worked_by
     consents: dict[str, list[ConsentRecord]] = field(default_factory=dict)  # by user id
     consent_texts: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    announced: dict[str, tuple[str, str, datetime]] = field(default_factory=dict)
+    sightings: dict[str, Sighting] = field(default_factory=dict)
+    checkpoints: dict[str, datetime] = field(default_factory=dict)
 
 
 class FakeSignUps:
@@ -248,6 +256,51 @@ class FakeConsents:
         self._s.consent_texts.update(texts)
 
 
+class FakeAnnounced:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def event_for(self, user_id: str) -> str | None:
+        found = self._s.announced.get(user_id)
+        return found[0] if found else None
+
+    async def add(self, user_id: str, event_id: str, origin: str, at: datetime) -> None:
+        if user_id in self._s.announced:
+            raise AccountAlreadyAnnounced(user_id)
+        self._s.announced[user_id] = (event_id, origin, at)
+
+    async def count_by_origin(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _, origin, _ in self._s.announced.values():
+            counts[origin] = counts.get(origin, 0) + 1
+        return counts
+
+
+class FakeSightings:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def add(self, sighting: Sighting) -> None:
+        self._s.sightings.setdefault(sighting.account.user_id, sighting)
+
+    async def oldest(self, limit: int) -> list[Sighting]:
+        return sorted(self._s.sightings.values(), key=lambda s: s.seen_at)[:limit]
+
+    async def remove(self, user_id: str) -> None:
+        self._s.sightings.pop(user_id, None)
+
+
+class FakeCheckpoints:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def get(self, name: str) -> datetime | None:
+        return self._s.checkpoints.get(name)
+
+    async def put(self, name: str, at: datetime) -> None:
+        self._s.checkpoints[name] = at
+
+
 class FakeTransaction:
     def __init__(self, state: _State) -> None:
         self.signups = FakeSignUps(state)
@@ -255,6 +308,9 @@ class FakeTransaction:
         self.users = FakeUsers(state)
         self.leases = FakeLeases(state)
         self.consents = FakeConsents(state)
+        self.announced = FakeAnnounced(state)
+        self.sightings = FakeSightings(state)
+        self.checkpoints = FakeCheckpoints(state)
 
 
 class ContractBroken(BaseException):

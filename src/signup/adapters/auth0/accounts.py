@@ -33,11 +33,19 @@ def _optional_str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _first_identity(data: dict[str, Any]) -> dict[str, Any]:
+    identities = data.get("identities")
+    if isinstance(identities, list) and identities and isinstance(identities[0], dict):
+        return identities[0]
+    return {}
+
+
 def _account(data: dict[str, Any], fallback_email: str, created_at: datetime) -> CreatedAccount:
     email = data.get("email")
     app_metadata = data.get("app_metadata")
     intent = app_metadata.get(INTENT_KEY) if isinstance(app_metadata, dict) else None
     user_metadata = data.get("user_metadata")
+    identity = _first_identity(data)
     return CreatedAccount(
         user_id=data["user_id"],
         email=email if isinstance(email, str) else fallback_email,
@@ -48,7 +56,25 @@ def _account(data: dict[str, Any], fallback_email: str, created_at: datetime) ->
         name=_optional_str(data.get("name")),
         intent_id=_optional_str(intent),
         user_metadata=user_metadata if isinstance(user_metadata, dict) and user_metadata else None,
+        connection=_optional_str(identity.get("connection")),
+        is_social=identity.get("isSocial") is True,
     )
+
+
+def external_account(data: object) -> CreatedAccount | None:
+    """An account Auth0 told us of (an event's `data.object`, a search's user), made by
+    any path: a social login, the dashboard, the API, our own form. None when it cannot
+    be announced: no user id, no e-mail address (some social providers give none), or
+    no readable `created_at`."""
+    if not isinstance(data, dict):
+        return None
+    user_id, email = data.get("user_id"), data.get("email")
+    created_at = parse_time(data.get("created_at"))
+    if not (isinstance(user_id, str) and user_id and isinstance(email, str) and "@" in email):
+        return None
+    if created_at is None:
+        return None
+    return _account(data, email, created_at)
 
 
 def account_from(
@@ -83,4 +109,11 @@ def adoptable_account(
     return _account(data, fallback_email, created_at)
 
 
-__all__ = ["INTENT_KEY", "account_from", "adoptable_account", "on_connection", "parse_time"]
+__all__ = [
+    "INTENT_KEY",
+    "account_from",
+    "adoptable_account",
+    "external_account",
+    "on_connection",
+    "parse_time",
+]

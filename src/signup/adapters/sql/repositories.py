@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,11 +19,16 @@ from signup.adapters import tables as t
 from signup.adapters.sql import statements as st
 from signup.adapters.sql.challenges import SqlSpentChallenges
 from signup.adapters.sql.sqlite_fast import Changed, InlineConnection
-from signup.domain.errors import AccountAlreadyCompleted, EmailAlreadyRegistered, RequestInProgress
+from signup.domain.errors import (
+    AccountAlreadyAnnounced,
+    AccountAlreadyCompleted,
+    EmailAlreadyRegistered,
+    RequestInProgress,
+)
 from signup.domain.events import OutboxEvent
 from signup.domain.form import ConsentRecord
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
-from signup.service_layer.ports import OutboxEntry, OutboxStatus
+from signup.service_layer.ports import OutboxEntry, OutboxStatus, Sighting
 
 AnyConnection = AsyncConnection | InlineConnection
 
@@ -433,6 +438,109 @@ class SqlLeases:
         )
 
 
+class SqlAnnounced:
+    def __init__(self, conn: AnyConnection) -> None:
+        self._conn = conn
+
+    async def event_for(self, user_id: str) -> str | None:
+        row = (await self._conn.execute(st.ANNOUNCED_EVENT, {"p_user_id": user_id})).first()
+        return str(row.event_id) if row else None
+
+    async def add(self, user_id: str, event_id: str, origin: str, at: datetime) -> None:
+        try:
+            await self._conn.execute(
+                st.ANNOUNCED_INSERT,
+                {"user_id": user_id, "event_id": event_id, "origin": origin, "announced_at": at},
+            )
+        except IntegrityError as exc:  # another process announced it in the same instant
+            raise AccountAlreadyAnnounced(user_id) from exc
+
+    async def count_by_origin(self) -> dict[str, int]:
+        a = t.announced_accounts.c
+        query = select(a.origin, func.count()).group_by(a.origin)
+        return {str(origin): int(n) for origin, n in await self._conn.execute(query)}
+
+
+def _profile(account: CreatedAccount) -> str:
+    # What an announcement needs of the account; never a password or its hash.
+    return orjson.dumps(
+        {
+            "user_id": account.user_id,
+            "email": account.email,
+            "email_verified": account.email_verified,
+            "created_at": account.created_at.isoformat(),
+            "given_name": account.given_name,
+            "family_name": account.family_name,
+            "name": account.name,
+            "intent_id": account.intent_id,
+            "connection": account.connection,
+            "is_social": account.is_social,
+        }
+    ).decode()
+
+
+def _account_from_profile(text: str) -> CreatedAccount:
+    data = orjson.loads(text)
+    created_at = datetime.fromisoformat(data.pop("created_at"))
+    return CreatedAccount(created_at=created_at, **data)
+
+
+class SqlSightings:
+    def __init__(self, conn: AnyConnection) -> None:
+        self._conn = conn
+
+    async def add(self, sighting: Sighting) -> None:
+        c = t.account_sightings.c
+        user_id = sighting.account.user_id
+        if (await self._conn.execute(select(c.user_id).where(c.user_id == user_id))).first():
+            return
+        try:
+            await self._conn.execute(
+                insert(t.account_sightings).values(
+                    user_id=user_id,
+                    intent_id=sighting.account.intent_id,
+                    origin=sighting.origin,
+                    auth0_event_id=sighting.auth0_event_id,
+                    profile=_profile(sighting.account),
+                    seen_at=sighting.seen_at,
+                )
+            )
+        except IntegrityError as exc:  # kept by another process meanwhile: the same thing
+            raise AccountAlreadyAnnounced(user_id) from exc
+
+    async def oldest(self, limit: int) -> list[Sighting]:
+        c = t.account_sightings.c
+        query = select(t.account_sightings).order_by(c.seen_at).limit(limit)
+        return [
+            Sighting(_account_from_profile(r.profile), r.origin, r.auth0_event_id, r.seen_at)
+            for r in await self._conn.execute(query)
+        ]
+
+    async def remove(self, user_id: str) -> None:
+        c = t.account_sightings.c
+        await self._conn.execute(delete(t.account_sightings).where(c.user_id == user_id))
+
+
+class SqlCheckpoints:
+    def __init__(self, conn: AnyConnection) -> None:
+        self._conn = conn
+
+    async def get(self, name: str) -> datetime | None:
+        c = t.checkpoints.c
+        at: datetime | None = (
+            await self._conn.execute(select(c.at).where(c.name == name))
+        ).scalar()
+        return at
+
+    async def put(self, name: str, at: datetime) -> None:
+        c = t.checkpoints.c
+        changed = await self._conn.execute(
+            update(t.checkpoints).where(c.name == name).values(at=at)
+        )
+        if not changed.rowcount:
+            await self._conn.execute(insert(t.checkpoints).values(name=name, at=at))
+
+
 class SqlTransaction:
     """The repositories of one transaction; `outbox_entries` are the rows it wrote, for
     the relay once it commits (docs/decisions/0008-relay-in-the-web-process.md)."""
@@ -446,3 +554,6 @@ class SqlTransaction:
         # Not a port of the Transaction protocol: signup.adapters.challenge uses it.
         self.challenges = SqlSpentChallenges(conn)
         self.consents = SqlConsents(conn)
+        self.announced = SqlAnnounced(conn)
+        self.sightings = SqlSightings(conn)
+        self.checkpoints = SqlCheckpoints(conn)

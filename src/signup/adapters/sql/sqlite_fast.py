@@ -61,6 +61,8 @@ DIRECT = frozenset(
         st.SIGNUP_INSERT,
         *st.SIGNUP_SETTLE.values(),
         st.OUTBOX_INSERT,
+        st.ANNOUNCED_EVENT,
+        st.ANNOUNCED_INSERT,
         st.SIGNUP_CREATED_FOR,
         st.OUTBOX_PUBLISHED,
     )

@@ -59,6 +59,11 @@ SIGNUP_SETTLE = {
     for expected in SignUpStatus
 }
 OUTBOX_INSERT = insert(t.outbox)
+# The dedupe key every announcing path reads, then writes with its outbox row.
+ANNOUNCED_EVENT = select(t.announced_accounts.c.event_id).where(
+    t.announced_accounts.c.user_id == bindparam("p_user_id")
+)
+ANNOUNCED_INSERT = insert(t.announced_accounts)
 # Unpublished entries, oldest first: the relay's batch (exclusive, SQLite) or, narrowed
 # to unleased rows and locked, its claim (shared, PostgreSQL).
 OUTBOX_ENTRIES = select(

@@ -22,6 +22,7 @@ from signup.entrypoints.web.client_ip import ClientAddresses
 from signup.entrypoints.web.form_model import FormRules
 from signup.entrypoints.web.guards import GuardMiddleware
 from signup.entrypoints.web.hand_over import HandOver
+from signup.entrypoints.web.hooks import hooks_router
 from signup.entrypoints.web.language import SHIPPED, Languages
 from signup.entrypoints.web.ops import ops_router, ops_serving
 from signup.entrypoints.web.page import mount_static, page_router
@@ -92,6 +93,7 @@ def create_app(
     app.state.form_rules = FormRules(form)
     app.state.languages = Languages([*SHIPPED, *form.languages()])
     document_signup(app.routes, app.state.form_rules)
+    app.include_router(hooks_router)
     app.include_router(page_router(settings))
     app.include_router(verify_router(settings))
     mount_static(app, settings)

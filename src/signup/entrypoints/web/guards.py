@@ -14,6 +14,11 @@ from signup.addresses import normalise_origin
 from signup.entrypoints.web.problems import problem
 
 MAX_BODY = 16 * 1024
+# Server-to-server endpoints (Auth0's events, hooks.py): authenticated by a credential no
+# browser sends on its own, so the cross-site refusal (a browser's form posted from
+# another site) does not apply; their bodies (a whole user profile) may be larger.
+SERVER_TO_SERVER = ("/hooks/",)
+SERVER_TO_SERVER_MAX_BODY = 64 * 1024
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -68,7 +73,7 @@ class GuardMiddleware:
         csp = (
             DOCS_CSP
             if path.startswith(DOCS_PATHS)
-            else (API_CSP if path.startswith("/user/") else PAGE_CSP)
+            else (API_CSP if path.startswith(("/user/", *SERVER_TO_SERVER)) else PAGE_CSP)
         )
         extra = [
             (b"x-request-id", request_id.encode()),
@@ -86,8 +91,10 @@ class GuardMiddleware:
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
+        hook = path.startswith(SERVER_TO_SERVER)
+        max_body = SERVER_TO_SERVER_MAX_BODY if hook else self.max_body
         try:
-            if scope["method"] in UNSAFE and self.cross_site(scope):
+            if not hook and scope["method"] in UNSAFE and self.cross_site(scope):
                 response = problem(
                     403,
                     "cross-site",
@@ -96,16 +103,16 @@ class GuardMiddleware:
                 await response(scope, receive, send_with_headers)
                 return
             declared = _header(scope, b"content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-                await self._too_large(scope, receive, send_with_headers)
+            if declared is not None and (not declared.isdigit() or int(declared) > max_body):
+                await self._too_large(scope, receive, send_with_headers, max_body)
                 return
-            await self.app(scope, self._limited(receive), send_with_headers)
+            await self.app(scope, self._limited(receive, max_body), send_with_headers)
         except BodyTooLarge:
-            await self._too_large(scope, receive, send_with_headers)
+            await self._too_large(scope, receive, send_with_headers, max_body)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, max_body: int) -> Receive:
         seen = 0
 
         async def limited() -> Message:
@@ -113,17 +120,17 @@ class GuardMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body:
+                if seen > max_body:
                     raise BodyTooLarge
             return message
 
         return limited
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
         response = problem(
             413,
             "body-too-large",
-            f"The request body may be at most {self.max_body // 1024} KiB.",
+            f"The request body may be at most {max_body // 1024} KiB.",
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)

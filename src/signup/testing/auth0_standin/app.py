@@ -24,7 +24,9 @@ from .answers import ApiError, json_response
 from .bucket import Clock, RateLimit
 from .config import StandinConfig, coerce_changes
 from .faults import FaultDice
+from .outside import outside_user, search
 from .state import StandinState, password_digest
+from .stream import EventStream
 from .users import create_user
 
 
@@ -51,6 +53,7 @@ class Auth0Standin:
         self._wall_clock = wall_clock
         self._faults = FaultDice(self.config.seed)
         self._rate = self._make_rate_limit()
+        self.stream = EventStream(self.config.seed)
 
     # -- knobs -------------------------------------------------------------------------
 
@@ -101,8 +104,25 @@ class Auth0Standin:
     def reset(self) -> None:
         """Forget users, tokens and counters; refill the bucket; restart the random sequence."""
         self.state = StandinState()
+        self.stream.sent.clear()
         self._faults.reseed(self.config.seed)
         self._rate = self._make_rate_limit()
+
+    def made(self, user: dict[str, Any]) -> None:
+        """A user exists now: into the search index after its delay, onto the stream."""
+        self.state.indexed_at[user["user_id"]] = time.monotonic() + self.config.search_index_delay
+        self.stream.emit(user, self.config)
+
+    def create_outside(
+        self, kind: str, email: str, connection: str | None = None, **names: Any
+    ) -> dict[str, Any]:
+        """An account made without the form: `kind` "social" (a Universal Login with
+        `connection`, default google-oauth2) or "dashboard" (staff, in our database
+        connection). It goes onto the stream and into the search as any other."""
+        chosen = connection or ("google-oauth2" if kind == "social" else self.connection)
+        user = outside_user(self.state, kind=kind, email=email, connection=chosen, **names)
+        self.made(user)
+        return user
 
     def password_matches(self, user_id: str, password: str) -> bool:
         """Test-only: does this account hold `password`? (Auth0 would answer a login.)"""
@@ -123,6 +143,8 @@ class Auth0Standin:
         app.router.add_post("/oauth/token", self._token)
         app.router.add_post("/api/v2/users", self._create_user)
         app.router.add_get("/api/v2/users-by-email", self._users_by_email)
+        app.router.add_get("/api/v2/users", self._search_users)
+        app.router.add_post("/__standin/accounts", self._http_outside)
         app.router.add_post("/__standin/config", self._http_config)
         app.router.add_get("/__standin/state", self._http_state)
         app.router.add_post("/__standin/reset", self._http_reset)
@@ -276,6 +298,7 @@ class Auth0Standin:
         if fault == "slow":
             await asyncio.sleep(cfg.slow_seconds)
         user = create_user(self.state, cfg, await request.read())  # raises ApiError
+        self.made(user)
         if fault == "create_then_hang":
             await asyncio.sleep(cfg.hang_seconds)
         elif fault == "create_then_500":
@@ -299,7 +322,29 @@ class Auth0Standin:
             )
         return json_response(self.state.users_by_email(email), 200, headers)
 
+    async def _search_users(self, request: web.Request) -> web.Response:
+        self.state.counters.search_calls += 1
+        return await self._management(request, "read:users", self._search_answer)
+
+    async def _search_answer(self, request: web.Request, headers: dict[str, str]) -> web.Response:
+        found = search(self.state, dict(request.query), now=time.monotonic())
+        return json_response(found, 200, headers)
+
     # -- control -----------------------------------------------------------------------
+
+    async def _http_outside(self, request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+            user = self.create_outside(
+                str(body["kind"]),
+                str(body["email"]),
+                body.get("connection"),
+                given_name=body.get("given_name"),
+                family_name=body.get("family_name"),
+            )
+        except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+            return json_response({"error": str(exc)}, 400)
+        return json_response(user, 201)
 
     async def _http_config(self, request: web.Request) -> web.Response:
         try:
@@ -354,6 +399,7 @@ async def running_standin(
         standin.url = f"http://{shown}:{bound_port}"
         yield standin
     finally:
+        await standin.stream.close()
         await runner.cleanup()
 
 

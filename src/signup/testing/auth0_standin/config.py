@@ -63,6 +63,16 @@ class StandinConfig:
     hang_seconds: float = 5.0
     share_create_then_500: float = 0.0  # create, then answer 500
     seed: int = 0
+    # User search: a new user is found only this long after it was made.
+    search_index_delay: float = 0.0
+    # The event stream (stream.py): where `user.created` goes (None: no stream), with
+    # which bearer token; the share of events sent twice, the most a delivery is held
+    # back (so they arrive out of order), and the first retry's delay (then doubling).
+    stream_url: str | None = None
+    stream_token: str | None = None
+    stream_share_duplicate: float = 0.0
+    stream_max_delay: float = 0.0
+    stream_retry_seconds: float = 0.05
 
     def __post_init__(self) -> None:
         if self.password_policy not in PASSWORD_POLICIES:

@@ -13,6 +13,7 @@ class Counters:
     token_requests: int = 0
     create_calls: int = 0
     lookup_calls: int = 0
+    search_calls: int = 0
     rate_limited: int = 0  # 429 answers, from the bucket or injected
     token_status: Counter[int] = field(default_factory=Counter)
     create_status: Counter[int] = field(default_factory=Counter)
@@ -24,6 +25,7 @@ class Counters:
             "token_requests": self.token_requests,
             "create_calls": self.create_calls,
             "lookup_calls": self.lookup_calls,
+            "search_calls": self.search_calls,
             "rate_limited": self.rate_limited,
             "token_status": {str(k): v for k, v in self.token_status.items()},
             "create_status": {str(k): v for k, v in self.create_status.items()},
@@ -43,6 +45,8 @@ class StandinState:
     # user_id → (salt, salted SHA-256 of the password): kept apart from the user objects,
     # which never show it, as Auth0's never do; only `password_matches` reads it.
     passwords: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    # user_id → when (time.monotonic) the search index has it (created + the index delay).
+    indexed_at: dict[str, float] = field(default_factory=dict)
 
     def users_by_email(self, email: str) -> list[dict[str, Any]]:
         wanted = email.lower()
