@@ -325,7 +325,7 @@ class Settings(BaseSettings):
     challenge: Literal["off", "pow"] = "off"
     challenge_key: SecretStr | None = None
     challenge_previous_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
-    challenge_difficulty: int = Field(default=50_000, ge=1_000, le=10_000_000)
+    challenge_difficulty: int = Field(default=75_000, ge=1_000, le=10_000_000)
     challenge_ttl_seconds: int = Field(default=300, ge=10, le=86_400)
 
     @field_validator("challenge_previous_keys", mode="before")

@@ -113,6 +113,8 @@ def start_server(workdir: Path, extra_env: dict[str, str] | None = None) -> Iter
         "SIGNUP_ARGON2_TIME_COST": "1",
         "SIGNUP_ARGON2_MEMORY_KIB": "8192",
         "SIGNUP_RELAY_POLL_SECONDS": "0.2",
+        # No operations port: several of these servers run at once (and beside others').
+        "SIGNUP_OPS_PORT": "",
     }
     env.pop("SIGNUP_BRAND_DIR", None)
     env.pop("SIGNUP_ALLOWED_ORIGINS", None)

@@ -25,6 +25,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.staticfiles import StaticFiles
 
+from signup.entrypoints.web.challenge import CHALLENGE_PATH
 from signup.entrypoints.web.hand_over import HandOver
 from signup.settings import Settings
 
@@ -35,6 +36,7 @@ PACKAGE_TEMPLATES = _HERE / "templates"
 PACKAGE_STATIC = _HERE / "static"
 STATIC_PREFIX = "/static"
 PAGE_TEMPLATE = "signup.html"
+ALTCHA_DIR = "vendor/altcha"
 PASSWORD_MIN_LENGTH = 8
 REQUEST_TIMEOUT_MS = 15_000
 
@@ -110,8 +112,24 @@ def page_context(settings: Settings) -> dict[str, Any]:
         "continue_with_login_hint": hand_over.continue_with_login_hint,
         "password_min_length": PASSWORD_MIN_LENGTH,
         "request_timeout_ms": REQUEST_TIMEOUT_MS,
+        "challenge": _challenge_widget(settings),
     }
     return context
+
+
+def _challenge_widget(settings: Settings) -> dict[str, str] | None:
+    """SIGNUP_CHALLENGE=pow: the vendored ALTCHA widget's files and where it fetches its
+    challenge (static/vendor/altcha/VENDORED.txt says which release); None when off."""
+    if settings.challenge == "off":
+        return None
+    assets = {
+        f"{kind}_url": _asset_url(settings, f"{ALTCHA_DIR}/{name}")
+        for kind, name in (("js", "altcha.js"), ("css", "altcha.css"), ("worker", "worker.js"))
+    }
+    missing = [kind for kind, url in assets.items() if url is None]
+    if missing:
+        raise RuntimeError(f"the challenge widget's files are missing: {', '.join(missing)}")
+    return {"url": CHALLENGE_PATH, **{kind: str(url) for kind, url in assets.items()}}
 
 
 def page_templates(settings: Settings) -> jinja2.Environment:

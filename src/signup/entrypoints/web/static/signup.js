@@ -35,6 +35,8 @@
     timeout: "The server is taking too long to answer. Please try again in a moment.",
     server: "Something went wrong on our side. Please try again in a moment.",
     submitting: "Creating your account…",
+    checking: "Checking your browser…",
+    checkFailed: "We couldn't check your browser. Reload the page and try again.",
   };
 
   function uuid4() {
@@ -91,6 +93,86 @@
 
     var inFlight = false;
     var attempt = null; // {payload: string, key: string} of the last request sent
+
+    // The proof-of-work widget (SIGNUP_CHALLENGE=pow, ALTCHA): it solves a challenge as
+    // the page loads, and its latest solution goes with the form as `challenge`. A
+    // solution is good for one sign-up: after an answer that may have used it, the
+    // widget solves a new one; a form sent before it is done waits for it.
+    var widget = form.querySelector("altcha-widget");
+    var solution = null;
+    var waiting = null; // the data of a form sent before the widget had a solution
+    var resent = false; // resent once already after a used or expired solution
+
+    function widgetCalls(name) {
+      return widget && typeof widget[name] === "function";
+    }
+
+    function freshSolution() {
+      solution = null;
+      if (widgetCalls("reset") && widgetCalls("verify")) {
+        widget.reset();
+        widget.verify();
+      }
+    }
+
+    if (widget) {
+      widget.addEventListener("statechange", function (event) {
+        var detail = event.detail || {};
+        solution = detail.state === "verified" && detail.payload ? detail.payload : null;
+        if (!waiting) {
+          return;
+        }
+        if (solution) {
+          var data = waiting;
+          waiting = null;
+          data.challenge = solution;
+          send(data);
+        } else if (detail.state === "error") {
+          waiting = null;
+          setBusy(false);
+          setStatus(MESSAGES.checkFailed, "error");
+          submit.focus();
+        }
+      });
+    }
+
+    /* Send the form with the widget's solution, waiting for one if need be. */
+    function sendChecked(data) {
+      if (!widget) {
+        send(data);
+        return;
+      }
+      if (solution) {
+        data.challenge = solution;
+        send(data);
+        return;
+      }
+      waiting = data;
+      setBusy(true);
+      setStatus(MESSAGES.checking, "info");
+      var state = widgetCalls("getState") ? widget.getState() : null;
+      if (state !== "verifying" && widgetCalls("verify")) {
+        widget.verify();
+      }
+    }
+
+    /* A 422 only about the solution being used or expired: solve anew and send again,
+     * once, without the person doing anything. */
+    function resendForChallenge(errors, data) {
+      var only = errors.length > 0 && errors.every(function (error) {
+        return error && error.field === "challenge" &&
+          (error.code === "challenge.used" || error.code === "challenge.expired");
+      });
+      if (!widget || resent || !only) {
+        return false;
+      }
+      resent = true;
+      attempt = null;
+      delete data.challenge;
+      freshSolution();
+      sendChecked(data);
+      return true;
+    }
 
     function input(name) {
       return form.elements.namedItem(name);
@@ -286,6 +368,12 @@
       var waitFor = retryAfterSeconds(response.headers.get("Retry-After"));
       return problemOf(response).then(function (problem) {
         var errors = Array.isArray(problem.errors) ? problem.errors : [];
+        if (response.status === 422 && resendForChallenge(errors, data)) {
+          return;
+        }
+        if (response.status === 422 || response.status === 400 || response.status === 409) {
+          freshSolution();
+        }
         if (response.status === 422 || response.status === 400) {
           clearPassword();
           attempt = null;
@@ -362,7 +450,9 @@
         })
         .then(function () {
           clearTimeout(timer);
-          setBusy(false);
+          if (!waiting) {
+            setBusy(false); // else the form goes again once the widget has solved anew
+          }
         });
     }
 
@@ -378,7 +468,8 @@
         showErrors(problems);
         return;
       }
-      send(data);
+      resent = false;
+      sendChecked(data);
     });
 
     // An error goes away as soon as the person edits the field it is about.
