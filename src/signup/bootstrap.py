@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from signup import metrics
 from signup.adapters.broker import AmqpPublisher
 from signup.adapters.broker_nodes import BrokerNodes
+from signup.adapters.catalogues import Catalogues
 from signup.adapters.challenge import AltchaSigner, DatabaseSpentSolutions, RedisSpentSolutions
 from signup.adapters.commit_watch import CommitWatch
 from signup.adapters.commit_watch import follow_commits as follow
@@ -407,11 +408,14 @@ async def build_consumer(
     own_crm: Crm | None = None
     handler: Handler
     if name == WELCOME_EMAIL:
+        catalogues = Catalogues.load(settings.brand_dir)
         brand = Brand(
             site_name=settings.site_name,
             site_url=settings.site_url,
             mail_from=settings.mail_from,
             verification=verification_links(settings),
+            translations=catalogues.translations,
+            languages=catalogues.languages,
         )
         handler = functools.partial(
             send_welcome_email, mailer=mailer or SmtpMailer.from_settings(settings), brand=brand

@@ -102,6 +102,7 @@ async def test_signup_creates_account_and_publishes_exactly_the_designed_message
         "connection": None,
         "is_social": False,
         "origin": "form",
+        "language": "en",
     }
     assert PASSWORD.encode() not in message.body
 

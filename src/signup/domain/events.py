@@ -66,6 +66,10 @@ class UserRegisteredData(BaseModel):
     connection: str | None = None
     is_social: bool = False
     origin: str | None = None
+    # The language the person signed up in (`en`, `de`, ...; a BCP 47 tag), for what is
+    # said to them later (the welcome e-mail). None: not known (e.g. an event written
+    # before this field, or an account settled by reconciliation).
+    language: str | None = None
 
     @field_serializer("created_at")
     def _created_at(self, value: datetime) -> str:

@@ -47,6 +47,10 @@ class Applicant:
             "consents": [record.as_data() for record in self.consents],
         }
 
+    # The language the person was answered in (the page's): their welcome e-mail's too.
+    # Not who they are: left out of equality and fingerprints.
+    language: str | None = field(default=None, compare=False)
+
     @property
     def name(self) -> str:
         parts = [p for p in (self.given_name, self.family_name) if p]

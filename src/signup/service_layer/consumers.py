@@ -8,9 +8,11 @@ Deduplication, retries and acknowledgements are the worker runtime's business
 
 from __future__ import annotations
 
+import gettext
 import hashlib
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -19,7 +21,6 @@ from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
-from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -68,20 +69,43 @@ class Brand:
     mail_from: str
     # Local accounts' verification links (None: no link; Auth0 sends its own e-mail).
     verification: VerificationLinks | None = None
+    # The catalogues: a language's translations (None: English only).
+    translations: Callable[[str], gettext.NullTranslations] | None = None
+    # The languages the catalogues have: an event in another is written in English.
+    languages: tuple[str, ...] = ("en",)
+
+    def language_for(self, event: UserRegistered) -> str:
+        """The event's language if there are words for it, else English."""
+        wanted = (event.data.language or "en").lower()
+        if wanted in self.languages:
+            return wanted
+        base = wanted.split("-", 1)[0]
+        return base if base in self.languages else "en"
 
 
-@cache
-def _templates() -> Environment:
-    # Built on first use, not at import. Autoescaping is on for `*.html.j2` only:
-    # the text part and the subject are plain text, never rendered as HTML.
-    return Environment(
-        loader=PackageLoader("signup", "templates/email"),
-        autoescape=select_autoescape(
-            enabled_extensions=("html.j2",), default_for_string=False, default=False
-        ),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-    )
+def _templates(translations: gettext.NullTranslations | None = None) -> Environment:
+    # Built on first use, not at import, once per catalogue. Autoescaping is on for
+    # `*.html.j2` only: the text part and the subject are plain text, never HTML.
+    chain = translations or _ENGLISH
+    env = _ENVIRONMENTS.get(id(chain))
+    if env is None:
+        env = Environment(
+            loader=PackageLoader("signup", "templates/email"),
+            autoescape=select_autoescape(
+                enabled_extensions=("html.j2",), default_for_string=False, default=False
+            ),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+            extensions=["jinja2.ext.i18n"],
+        )
+        env.install_gettext_translations(chain, newstyle=True)  # type: ignore[attr-defined]
+        _ENVIRONMENTS[id(chain)] = env
+    return env
+
+
+_ENGLISH = gettext.NullTranslations()
+# By the catalogue's identity: the catalogues live as long as the worker.
+_ENVIRONMENTS: dict[int, Environment] = {}
 
 
 def greeting_name(event: UserRegistered) -> str:
@@ -100,12 +124,13 @@ def message_id(event_id: str) -> str:
     return f"<{local}@signup>"
 
 
-def verify_url(event: UserRegistered, brand: Brand) -> str | None:
-    """The link that verifies the new account's address: local, unverified accounts only."""
+def verify_url(event: UserRegistered, brand: Brand, language: str | None = None) -> str | None:
+    """The link that verifies the new account's address: local, unverified accounts only;
+    `language`: the page it opens speaks it (`&lang=`)."""
     data = event.data
     if brand.verification is None or data.identity_provider != "local" or data.email_verified:
         return None
-    return brand.verification.link_for(data.user_id)
+    return brand.verification.link_for(data.user_id, None if language == "en" else language)
 
 
 def recipient_of(event: UserRegistered) -> str:
@@ -167,14 +192,22 @@ def compose_welcome(event: UserRegistered, brand: Brand) -> EmailMessage:
     `PermanentFailure` when the event's address cannot be put in a header.
     """
     recipient = recipient_of(event)
-    brand_context: dict[str, Any] = {"site_name": brand.site_name, "site_url": brand.site_url}
+    language = brand.language_for(event)
+    translations = brand.translations(language) if brand.translations else None
+    brand_context: dict[str, Any] = {
+        "site_name": brand.site_name,
+        "site_url": brand.site_url,
+        "lang": language,
+    }
+    greeting = greeting_from(event.data.given_name, event.data.name)
     context: dict[str, Any] = {
         **brand_context,
-        "greeting": greeting_name(event),
+        # None: no name fit to repeat; the template says "Hi there" in its language.
+        "greeting": greeting,
         "email": recipient,
-        "verify_url": verify_url(event, brand),
+        "verify_url": verify_url(event, brand, language),
     }
-    env = _templates()
+    env = _templates(translations)
     subject = " ".join(env.get_template("welcome.subject.j2").render(brand_context).split())
     text = env.get_template("welcome.txt.j2").render(context)
     html = env.get_template("welcome.html.j2").render(context)

@@ -455,5 +455,6 @@ class RegistrationService:
                 connection=account.connection,
                 is_social=account.is_social,
                 origin=ORIGIN_FORM,
+                language=applicant.language,
             ),
         )

@@ -23,7 +23,7 @@ from signup.entrypoints.web.form_model import FormRules
 from signup.entrypoints.web.guards import GuardMiddleware
 from signup.entrypoints.web.hand_over import HandOver
 from signup.entrypoints.web.hooks import hooks_router
-from signup.entrypoints.web.language import SHIPPED, Languages
+from signup.entrypoints.web.localisation import Localisation
 from signup.entrypoints.web.ops import ops_router, ops_serving
 from signup.entrypoints.web.page import mount_static, page_router
 from signup.entrypoints.web.problems import problem
@@ -91,11 +91,14 @@ def create_app(
     # The site's form: validated, documented and served from one definition.
     form = form_definition(settings)
     app.state.form_rules = FormRules(form)
-    app.state.languages = Languages([*SHIPPED, *form.languages()])
+    # The languages: the catalogues' (the package's, the brand folder's) and the form's.
+    localisation = Localisation.from_settings(settings, form.languages())
+    app.state.localisation = localisation
+    app.state.languages = localisation.languages
     document_signup(app.routes, app.state.form_rules)
     app.include_router(hooks_router)
-    app.include_router(page_router(settings))
-    app.include_router(verify_router(settings))
+    app.include_router(page_router(settings, localisation))
+    app.include_router(verify_router(settings, localisation))
     mount_static(app, settings)
     if settings.ops_on_public_port:
         app.include_router(ops_router(app.openapi))

@@ -16,20 +16,22 @@ at import time: the templates are loaded and the page rendered when the router i
 
 from __future__ import annotations
 
+import gettext
 import hashlib
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.staticfiles import StaticFiles
 
 from signup.entrypoints.web.challenge import CHALLENGE_PATH
 from signup.entrypoints.web.hand_over import HandOver
+from signup.entrypoints.web.localisation import Localisation
 from signup.settings import Settings
 
-__all__ = ["mount_static", "page_context", "page_router", "page_templates"]
+__all__ = ["PageTemplates", "mount_static", "page_context", "page_router", "render_page"]
 
 _HERE = Path(__file__).resolve().parent
 PACKAGE_TEMPLATES = _HERE / "templates"
@@ -74,12 +76,14 @@ def _asset_url(settings: Settings, name: str) -> str | None:
     return f"{STATIC_PREFIX}/{name}?v={digest}"
 
 
-def _environment(settings: Settings) -> jinja2.Environment:
+def _environment(
+    settings: Settings, translations: gettext.NullTranslations | None = None
+) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
     if settings.brand_dir is not None:
         loaders.append(jinja2.FileSystemLoader(Path(settings.brand_dir) / "templates"))
     loaders.append(jinja2.FileSystemLoader(PACKAGE_TEMPLATES))
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html", "j2"), default_for_string=True, default=True
@@ -87,7 +91,71 @@ def _environment(settings: Settings) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    # `_()` and `{% trans %}` in the templates: this language's catalogue (newstyle:
+    # the text is escaped, `%(name)s` filled in by gettext itself).
+    env.install_gettext_translations(  # type: ignore[attr-defined]
+        translations or gettext.NullTranslations(), newstyle=True
+    )
+    return env
+
+
+# The script's words (signup.js, `TEXT`): given to it in the page's language.
+SCRIPT_TEXT = {
+    "emailRequired": "Enter your e-mail address.",
+    "emailShape": "Enter an e-mail address in the form name@example.com.",
+    "passwordRequired": "Choose a password.",
+    "passwordShort": "Use at least {n} characters.",
+    "fixFieldsOne": "Please correct the highlighted field.",
+    "fixFieldsMany": "Please correct the {n} highlighted fields.",
+    "alreadyRegistered": "This e-mail address is already registered. Sign in instead, or "
+    "use a different address.",
+    "signIn": "Sign in",
+    "tooMany": "Too many attempts.",
+    "unavailable": "We can't create accounts right now.",
+    "tryAgainInOne": "Please try again in 1 second.",
+    "tryAgainInMany": "Please try again in {n} seconds.",
+    "tryAgainSoon": "Please try again in a moment.",
+    "network": "We couldn't reach the server. Check your internet connection and try again "
+    "— nothing was lost.",
+    "timeout": "The server is taking too long to answer. Please try again in a moment.",
+    "server": "Something went wrong on our side. Please try again in a moment.",
+    "submitting": "Creating your account…",
+    "checking": "Checking your browser…",
+    "checkFailed": "We couldn't check your browser. Reload the page and try again.",
+    "show": "Show",
+    "hide": "Hide",
+}
+
+
+class PageTemplates:
+    """The branded pages' templates in each language (one environment per language)."""
+
+    def __init__(self, settings: Settings, localisation: Localisation | None = None) -> None:
+        self.settings = settings
+        self.localisation = localisation or Localisation.from_settings(settings)
+        self._environments: dict[str, jinja2.Environment] = {}
+
+    def environment(self, language: str) -> jinja2.Environment:
+        env = self._environments.get(language)
+        if env is None:
+            env = _environment(self.settings, self.localisation.translations(language))
+            self._environments[language] = env
+        return env
+
+    def context(self, language: str) -> dict[str, Any]:
+        """The brand, and what depends on the language: `lang`, the script's words."""
+        translate = self.localisation.translations(language).gettext
+        return {
+            **page_context(self.settings),
+            "lang": language,
+            "script_text": {key: translate(text) for key, text in SCRIPT_TEXT.items()},
+        }
+
+    def render(self, template: str, language: str, **values: Any) -> str:
+        context = {**self.context(language), **values}
+        return self.environment(language).get_template(template).render(context)
 
 
 def page_context(settings: Settings) -> dict[str, Any]:
@@ -132,24 +200,31 @@ def _challenge_widget(settings: Settings) -> dict[str, str] | None:
     return {"url": CHALLENGE_PATH, **{kind: str(url) for kind, url in assets.items()}}
 
 
-def page_templates(settings: Settings) -> jinja2.Environment:
-    """The branded pages' templates, looked up in the brand folder first."""
-    return _environment(settings)
+def render_page(
+    settings: Settings, language: str = "en", localisation: Localisation | None = None
+) -> str:
+    """The sign-up page's HTML for these settings in `language` (templates brand-first)."""
+    return PageTemplates(settings, localisation).render(PAGE_TEMPLATE, language)
 
 
-def render_page(settings: Settings) -> str:
-    """The sign-up page's HTML for these settings (templates looked up brand-first)."""
-    return _environment(settings).get_template(PAGE_TEMPLATE).render(page_context(settings))
-
-
-def page_router(settings: Settings) -> APIRouter:
-    """`GET`/`HEAD` `/` and `/signup`: the branded sign-up page, rendered once per router."""
-    html = render_page(settings)
+def page_router(settings: Settings, localisation: Localisation | None = None) -> APIRouter:
+    """`GET`/`HEAD` `/` and `/signup`: the branded sign-up page in the request's language
+    (`?lang=`, else `Accept-Language`), rendered once per language."""
+    templates = PageTemplates(settings, localisation)
+    # Every language rendered now: a broken template or catalogue stops the start.
+    pages = {
+        language: templates.render(PAGE_TEMPLATE, language)
+        for language in templates.localisation.languages.available
+    }
     router = APIRouter(tags=["page"])
 
     @router.get("/signup", response_class=HTMLResponse, summary="The sign-up page")
-    async def signup_page() -> HTMLResponse:
-        return HTMLResponse(html, headers=_PAGE_HEADERS)
+    async def signup_page(request: Request) -> HTMLResponse:
+        language = templates.localisation.language_of(request)
+        return HTMLResponse(
+            pages[language],
+            headers={**_PAGE_HEADERS, "Content-Language": language, "Vary": "Accept-Language"},
+        )
 
     # HEAD is answered as GET is, without the body (Starlette sends only the headers of
     # a HEAD); FastAPI routes do not add it by themselves. Out of the schema: one

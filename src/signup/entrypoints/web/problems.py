@@ -3,6 +3,7 @@ table that says which problem answers which refusal of the service layer."""
 
 from __future__ import annotations
 
+import gettext
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -22,6 +23,7 @@ from signup.domain.errors import (
     RequestInProgress,
     SignUpError,
 )
+from signup.entrypoints.web.error_text import localise_errors
 
 PROBLEM_JSON = "application/problem+json"
 TITLES = {
@@ -58,9 +60,15 @@ def problem(
     retry_after: float | None = None,
     headers: dict[str, str] | None = None,
     extensions: dict[str, Any] | None = None,
+    translations: gettext.NullTranslations | None = None,
 ) -> Response:
     """`extensions`: members of the problem's own (RFC 9457 section 3.2), e.g. the 409's
-    `sign_in_url`."""
+    `sign_in_url`. `translations`: the request's language, for `detail` and the field
+    errors' messages (by their codes, `error_text`)."""
+    if translations is not None:
+        detail = translations.gettext(detail)
+        if errors:
+            errors = localise_errors(errors, translations)
     body: dict[str, Any] = {
         "type": problem_type(slug),
         "title": title or TITLES.get(status, "Error"),
@@ -104,7 +112,12 @@ class Refusal(Generic[E]):
     def reasons_of(self, exc: E) -> list[str]:
         return self.reasons(exc) if self.reasons else [self.slug]
 
-    def answer(self, exc: E, extensions: dict[str, Any] | None = None) -> Response:
+    def answer(
+        self,
+        exc: E,
+        extensions: dict[str, Any] | None = None,
+        translations: gettext.NullTranslations | None = None,
+    ) -> Response:
         return problem(
             self.status,
             self.slug,
@@ -113,6 +126,7 @@ class Refusal(Generic[E]):
             errors=self.errors(exc) if self.errors else None,
             retry_after=self.retry_after(exc) if self.retry_after else None,
             extensions=extensions,
+            translations=translations,
         )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gettext
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -21,7 +23,7 @@ from signup.domain.errors import ChallengeRefused, EmailAlreadyRegistered, SignU
 from signup.entrypoints.web.client_ip import ClientAddresses
 from signup.entrypoints.web.form_model import FormRules
 from signup.entrypoints.web.hand_over import HandOver
-from signup.entrypoints.web.language import Languages
+from signup.entrypoints.web.localisation import Localisation
 from signup.entrypoints.web.problems import problem, refusal_for
 from signup.entrypoints.web.schemas import (
     BODY_MALFORMED,
@@ -108,6 +110,9 @@ async def sign_up(request: Request) -> Response:
     started = time.perf_counter()
     container: Container = request.app.state.container
     idempotency_key = request.headers.get("idempotency-key")
+    localisation: Localisation = request.app.state.localisation
+    language = localisation.language_of(request)
+    translations = localisation.translations(language)
     if idempotency_key is not None and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
         return _counted(
             "invalid",
@@ -123,14 +128,21 @@ async def sign_up(request: Request) -> Response:
                         "code": "idempotency_key.too_long",
                     }
                 ],
+                translations=translations,
             ),
         )
-    response = await _sign_up(request, container, idempotency_key)
+    response = await _sign_up(request, container, idempotency_key, language, translations)
     metrics.SIGNUP_LATENCY.observe(time.perf_counter() - started)
     return response
 
 
-async def _sign_up(request: Request, container: Container, idempotency_key: str | None) -> Response:
+async def _sign_up(
+    request: Request,
+    container: Container,
+    idempotency_key: str | None,
+    language: str,
+    translations: gettext.NullTranslations,
+) -> Response:
     settings = container.settings
     limited = await _over_limit(
         container,
@@ -163,6 +175,7 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
                 "invalid-input",
                 "The body is not valid JSON.",
                 errors=[dict(BODY_MALFORMED)],
+                translations=translations,
             ),
         )
     rules: FormRules = request.app.state.form_rules
@@ -171,7 +184,13 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
         return _counted(
             "invalid",
             [error.get("code", "invalid_input") for error in checked],
-            problem(422, "invalid-input", "Some fields need attention.", errors=checked),
+            problem(
+                422,
+                "invalid-input",
+                "Some fields need attention.",
+                errors=checked,
+                translations=translations,
+            ),
         )
     if container.challenge is not None:
         # Before the e-mail's limit: requests without a good solution spend none of an
@@ -179,7 +198,7 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
         try:
             await container.challenge.redeem(checked.challenge, idempotency_key)
         except ChallengeRefused as exc:
-            return _refused(request, exc)
+            return _refused(request, exc, translations)
     limited = await _over_limit(
         container,
         "email",
@@ -194,15 +213,15 @@ async def _sign_up(request: Request, container: Container, idempotency_key: str 
         return _created(container.registration.decoy(checked.email).body())
     applicant = checked.applicant()
     if not rules.form.empty:
-        languages: Languages = request.app.state.languages
-        language = languages.for_request(request.query_params, request.headers)
+        # The language the page was shown in: its consent texts are the ones recorded.
         applicant = rules.applicant(checked, language, datetime.now(UTC))
+    applicant = replace(applicant, language=language)
     command = RegisterUser(applicant, checked.password, idempotency_key or None)
     try:
         await container.screening.check(checked.email, checked.password)
         registered = await container.registration.register(command)
     except SignUpError as exc:
-        return _refused(request, exc)
+        return _refused(request, exc, translations)
     metrics.SIGNUPS.labels("replayed" if registered.replayed else "created").inc()
     log.info("signup.created", user_id=registered.user_id, replayed=registered.replayed)
     return _created(registered.body())
@@ -225,14 +244,16 @@ def _extensions(request: Request, exc: SignUpError) -> dict[str, str] | None:
     return None
 
 
-def _refused(request: Request, exc: SignUpError) -> Response:
+def _refused(
+    request: Request, exc: SignUpError, translations: gettext.NullTranslations
+) -> Response:
     refusal = refusal_for(exc)
     if refusal is None:
         raise exc  # not a refusal the API answers: a bug, the app's 500 problem
     if refusal.warning is not None:
         event, reason = refusal.warning
         log.warning(event, reason=reason(exc))
-    answer = refusal.answer(exc, _extensions(request, exc))
+    answer = refusal.answer(exc, _extensions(request, exc), translations)
     return _counted(refusal.outcome, refusal.reasons_of(exc), answer)
 
 

@@ -9,6 +9,7 @@ GET only: HEAD is 405, so nothing that only looks at a link can use it up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,8 @@ from fastapi.responses import HTMLResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from signup.bootstrap import Container
-from signup.entrypoints.web.page import page_context, page_templates
+from signup.entrypoints.web.localisation import Localisation
+from signup.entrypoints.web.page import PageTemplates
 from signup.service_layer.verification import VERIFY_PATH, Verification, VerificationResult
 from signup.settings import Settings
 
@@ -37,40 +39,45 @@ class _Wording:
     detail: str | None = None
 
 
-def _wording(result: VerificationResult) -> _Wording:
-    email = result.email or ""
+def _wording(result: VerificationResult, _: Callable[[str], str]) -> _Wording:
+    email = {"email": result.email or ""}
     match result.outcome:
         case Verification.VERIFIED:
             return _Wording(
-                200, "Your e-mail address is confirmed", f"Thank you: {email} is confirmed."
+                200,
+                _("Your e-mail address is confirmed"),
+                _("Thank you: %(email)s is confirmed.") % email,
             )
         case Verification.ALREADY_VERIFIED:
             return _Wording(
                 410,
-                "This link was already used",
-                f"{email} is already confirmed. There is nothing more to do.",
+                _("This link was already used"),
+                _("%(email)s is already confirmed. There is nothing more to do.") % email,
             )
         case Verification.EXPIRED:
             return _Wording(
                 410,
-                "This link has expired",
-                f"The link to confirm {email} is no longer valid.",
-                "Links to confirm an address work for a limited time. Your account is "
-                "there all the same.",
+                _("This link has expired"),
+                _("The link to confirm %(email)s is no longer valid.") % email,
+                _(
+                    "Links to confirm an address work for a limited time. Your account is "
+                    "there all the same."
+                ),
             )
         case _:
             return _Wording(
                 400,
-                "This link is not valid",
-                "We could not read this confirmation link.",
-                "Your e-mail program may have cut it off: copy the whole link from the "
-                "e-mail into your browser's address bar.",
+                _("This link is not valid"),
+                _("We could not read this confirmation link."),
+                _(
+                    "Your e-mail program may have cut it off: copy the whole link from the "
+                    "e-mail into your browser's address bar."
+                ),
             )
 
 
-def verify_router(settings: Settings) -> APIRouter:
-    templates = page_templates(settings)
-    brand = page_context(settings)
+def verify_router(settings: Settings, localisation: Localisation | None = None) -> APIRouter:
+    templates = PageTemplates(settings, localisation)
     router = APIRouter(tags=["page"])
 
     @router.get(
@@ -92,20 +99,20 @@ def verify_router(settings: Settings) -> APIRouter:
             raise StarletteHTTPException(404, "Not Found")
         result = await container.verification.verify(token)
         log.info("email.verification", outcome=result.outcome.value)
-        wording = _wording(result)
-        html = templates.get_template(VERIFY_TEMPLATE).render(
-            {
-                **brand,
-                "outcome": result.outcome.value,
-                "verified": result.outcome
-                in (Verification.VERIFIED, Verification.ALREADY_VERIFIED),
-                "heading": wording.heading,
-                "lede": wording.lede,
-                "detail": wording.detail,
-                "continue_url": brand["site_url"],
-                "continue_label": f"Go to {settings.site_name}",
-            }
+        language = templates.localisation.language_of(request)
+        _ = templates.localisation.translations(language).gettext
+        wording = _wording(result, _)
+        html = templates.render(
+            VERIFY_TEMPLATE,
+            language,
+            outcome=result.outcome.value,
+            verified=result.outcome in (Verification.VERIFIED, Verification.ALREADY_VERIFIED),
+            heading=wording.heading,
+            lede=wording.lede,
+            detail=wording.detail,
+            continue_label=_("Go to %(site)s") % {"site": settings.site_name},
         )
-        return HTMLResponse(html, status_code=wording.status, headers=_HEADERS)
+        headers = {**_HEADERS, "Content-Language": language}
+        return HTMLResponse(html, status_code=wording.status, headers=headers)
 
     return router

@@ -9,26 +9,23 @@
   "use strict";
 
   var FIELDS = ["email", "password", "given_name", "family_name"];
-  var MESSAGES = {
+  /* The page's words, in English; the page passes its own language's in the form's
+   * data-messages (JSON, rendered from the translation catalogues), and `{n}` stands for
+   * a number. */
+  var TEXT = {
     emailRequired: "Enter your e-mail address.",
     emailShape: "Enter an e-mail address in the form name@example.com.",
     passwordRequired: "Choose a password.",
-    passwordShort: function (n) {
-      return "Use at least " + n + " characters.";
-    },
-    fixFields: function (n) {
-      return n === 1
-        ? "Please correct the highlighted field."
-        : "Please correct the " + n + " highlighted fields.";
-    },
+    passwordShort: "Use at least {n} characters.",
+    fixFieldsOne: "Please correct the highlighted field.",
+    fixFieldsMany: "Please correct the {n} highlighted fields.",
     alreadyRegistered:
       "This e-mail address is already registered. Sign in instead, or use a different address.",
     signIn: "Sign in",
     tooMany: "Too many attempts.",
     unavailable: "We can't create accounts right now.",
-    tryAgainIn: function (seconds) {
-      return "Please try again in " + seconds + (seconds === 1 ? " second." : " seconds.");
-    },
+    tryAgainInOne: "Please try again in 1 second.",
+    tryAgainInMany: "Please try again in {n} seconds.",
     tryAgainSoon: "Please try again in a moment.",
     network:
       "We couldn't reach the server. Check your internet connection and try again — nothing was lost.",
@@ -37,7 +34,42 @@
     submitting: "Creating your account…",
     checking: "Checking your browser…",
     checkFailed: "We couldn't check your browser. Reload the page and try again.",
+    show: "Show",
+    hide: "Hide",
   };
+
+  function withNumber(text, n) {
+    return text.split("{n}").join(String(n));
+  }
+
+  var MESSAGES = {
+    passwordShort: function (n) {
+      return withNumber(TEXT.passwordShort, n);
+    },
+    fixFields: function (n) {
+      return n === 1 ? TEXT.fixFieldsOne : withNumber(TEXT.fixFieldsMany, n);
+    },
+    tryAgainIn: function (seconds) {
+      return seconds === 1 ? TEXT.tryAgainInOne : withNumber(TEXT.tryAgainInMany, seconds);
+    },
+  };
+
+  function useMessages(form) {
+    var given = {};
+    try {
+      given = JSON.parse(form.getAttribute("data-messages") || "{}") || {};
+    } catch (e) {
+      given = {};
+    }
+    Object.keys(TEXT).forEach(function (key) {
+      if (typeof given[key] === "string" && given[key]) {
+        TEXT[key] = given[key];
+      }
+      if (!MESSAGES[key]) {
+        MESSAGES[key] = TEXT[key];
+      }
+    });
+  }
 
   function uuid4() {
     var c = window.crypto;
@@ -86,6 +118,7 @@
     var submit = document.getElementById("signup-submit");
     var toggle = document.getElementById("password-toggle");
     var endpoint = form.getAttribute("data-endpoint") || form.getAttribute("action");
+    useMessages(form);
     var minLength = parseInt(form.getAttribute("data-password-min-length"), 10) || 8;
 
     // The script shows its own messages, in place, in the same way as the server's.
@@ -415,6 +448,15 @@
       }
       var timeoutMs = parseInt(form.getAttribute("data-timeout-ms"), 10) || 15000;
       var controller = typeof AbortController === "function" ? new AbortController() : null;
+      var headers = {
+        "Content-Type": "application/json",
+        Accept: "application/json, application/problem+json",
+        "Idempotency-Key": attempt.key,
+      };
+      // The page's language: its errors, its consents and the welcome e-mail speak it.
+      if (document.documentElement.lang) {
+        headers["Accept-Language"] = document.documentElement.lang;
+      }
       var timedOut = false;
       var timer = setTimeout(function () {
         timedOut = true;
@@ -428,11 +470,7 @@
 
       return fetch(endpoint, {
         method: "POST",
-        headers: {
-          "Content-Type": "application/json",
-          Accept: "application/json, application/problem+json",
-          "Idempotency-Key": attempt.key,
-        },
+        headers: headers,
         body: payload,
         credentials: "same-origin",
         cache: "no-store",
@@ -485,7 +523,7 @@
     function setPasswordVisible(visible) {
       var el = input("password");
       el.type = visible ? "text" : "password";
-      toggle.querySelector(".field__toggle-text").textContent = visible ? "Hide" : "Show";
+      toggle.querySelector(".field__toggle-text").textContent = visible ? TEXT.hide : TEXT.show;
     }
 
     if (toggle) {
