@@ -32,6 +32,8 @@ _ENCODED_WORD = re.compile(r"=\?|\?=")
 _SCHEME = re.compile(
     r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:\s*/|(?<![a-z0-9])"
     r"(?:https?|ftp|file|mailto|tel|sms|callto|skype|javascript|data|www)\s*:"
+    # A link with its scheme cut off (`://…`) is still one to a mail reader.
+    r"|:\s*//"
 )
 # `label.tld`: the end of a label, a dot right after it, then 2+ letters (or an IDNA
 # `xn--` label). Only the label's last character is matched: matching the whole label
