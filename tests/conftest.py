@@ -159,17 +159,3 @@ async def bound_queue(amqp_url: str, exchange_name: str) -> AsyncIterator[object
     finally:
         await exchange.delete(if_unused=False)
         await connection.close()
-
-
-@pytest.fixture(autouse=True)
-def _logging_left_as_found() -> Iterator[None]:
-    """A command run in-process (typer's CliRunner) points logging at the stream it
-    captures, and closes that stream after: every later log line of the process would then
-    fail. Each test leaves structlog's and the root logger's configuration as it found it."""
-    config = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.configure(**config)
-    root.handlers[:] = handlers
-    root.setLevel(level)
