@@ -427,3 +427,31 @@ async def test_cli_lists_and_requeues_parked_messages(
         assert code == 0, output
         assert "No parked messages" in output
     assert handler.ids() == [event.id, event.id]
+
+
+async def test_the_parked_and_retrying_depths_are_measured_into_metrics(
+    broker: Broker, sqlite_url: str
+) -> None:
+    from prometheus_client import REGISTRY
+
+    handler = Recorder()
+    handler.fail_times = 2
+    handler.failure = PermanentFailure("refused")
+    topology = broker.topology("depths", delays=(60.0,))
+    async with runtime(broker, sqlite_url, handler, topology=topology) as consumer:
+        assert await consumer.measure_depths() == (0, 0)
+        for _ in range(2):
+            await broker.publish_event(make_event())
+        await wait_for(lambda: consumer.stats.dead_lettered == 2, what="parking")
+        handler.fail_times = 1
+        handler.failure = TransientFailure("later")
+        await broker.publish_event(make_event())
+        await wait_for(lambda: consumer.stats.retried == 1, what="a retry")
+        for _ in range(100):  # the broker counts a publish a moment after confirming it
+            if await consumer.measure_depths() == (2, 1):
+                break
+            await asyncio.sleep(0.05)
+        assert await consumer.measure_depths() == (2, 1)
+        labels = {"consumer": topology.name}
+        assert REGISTRY.get_sample_value("signup_worker_dead_letter_depth", labels) == 2
+        assert REGISTRY.get_sample_value("signup_worker_retry_depth", labels) == 1

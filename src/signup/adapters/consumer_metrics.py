@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 PROCESSED = Counter(
     "signup_worker_processed",
@@ -31,6 +31,20 @@ DUPLICATES_SKIPPED = Counter(
     "Messages acknowledged without a side effect because their event id was already done.",
     ["consumer"],
 )
+
+# Read from the broker every DEPTH_EVERY_SECONDS by each running worker (runtime.py):
+# what waits in the parking queue (alert when above 0) and in the retry queues.
+DEAD_LETTER_DEPTH = Gauge(
+    "signup_worker_dead_letter_depth",
+    "Messages parked in the consumer's .dead queue now (as the broker counts them).",
+    ["consumer"],
+)
+RETRY_DEPTH = Gauge(
+    "signup_worker_retry_depth",
+    "Messages waiting in the consumer's retry queues now (as the broker counts them).",
+    ["consumer"],
+)
+DEPTH_EVERY_SECONDS = 15.0
 
 
 @dataclass
@@ -57,6 +71,10 @@ class ConsumerStats:
     def count_dead_lettered(self) -> None:
         self.dead_lettered += 1
         DEAD_LETTERED.labels(**self._labels).inc()
+
+    def set_depths(self, dead: int, retrying: int) -> None:
+        DEAD_LETTER_DEPTH.labels(**self._labels).set(dead)
+        RETRY_DEPTH.labels(**self._labels).set(retrying)
 
     def count_duplicate(self) -> None:
         self.duplicates_skipped += 1

@@ -48,7 +48,7 @@ from signup.adapters.consumer.messages import (
     copy_message,
 )
 from signup.adapters.consumer.topology import Topology
-from signup.adapters.consumer_metrics import ConsumerStats
+from signup.adapters.consumer_metrics import DEPTH_EVERY_SECONDS, ConsumerStats
 from signup.adapters.processed import ProcessedEvents
 from signup.domain.events import UserRegistered
 from signup.service_layer.failures import PermanentFailure, TransientFailure
@@ -205,17 +205,43 @@ class Consumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()
-        pruning = None
+        tasks = [asyncio.create_task(self._watch_depths(stop), name="queue-depths")]
         if self.pruner is not None:
-            pruning = asyncio.create_task(self.pruner.run(stop), name="processed-pruner")
+            tasks.append(asyncio.create_task(self.pruner.run(stop), name="processed-pruner"))
         try:
             await stop.wait()
         finally:
-            if pruning is not None:
-                pruning.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await pruning
+                    await task
             await self.stop()
+
+    async def measure_depths(self) -> tuple[int, int]:
+        """(parked, waiting for a retry) as the broker counts them now; into the gauges."""
+        assert self._connection is not None
+        channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            dead = await channel.declare_queue(self.topology.dead_queue, passive=True)
+            retrying = 0
+            for name in self.topology.retry_queues:
+                queue = await channel.declare_queue(name, passive=True)
+                retrying += queue.declaration_result.message_count or 0
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        parked = dead.declaration_result.message_count or 0
+        self.stats.set_depths(parked, retrying)
+        return parked, retrying
+
+    async def _watch_depths(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.measure_depths()
+            except Exception as exc:  # the broker away: the next round measures again
+                self._log.debug("queue depths not measured", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), DEPTH_EVERY_SECONDS)
 
     def _on_reconnect(self, *_args: Any, **_kwargs: Any) -> None:
         # aio-pika has re-opened the channel and re-declared the exchange, the queues,
