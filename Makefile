@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench install clean
+.PHONY: run test lint typecheck pytest bench install clean messages
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest
+
+# The template catalogue of every message, merged into each shipped language's catalogue
+# (new messages come in untranslated: tests/unit/test_translations.py lists them).
+messages: $(STAMP)
+	$(BIN)/python -m signup.testing.messages > src/signup/locale/signup.pot
+	$(BIN)/pybabel update --no-wrap -N -i src/signup/locale/signup.pot -d src/signup/locale -D signup
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

@@ -45,3 +45,16 @@ def gather() -> Catalog:
     for code, text in ERROR_TEXT.items():
         catalog.add(text, None, [("entrypoints/web/error_text.py", 0)], context=code)
     return catalog
+
+
+def main() -> None:
+    """Write the template catalogue (`.pot`) to standard output (`make messages`)."""
+    import sys
+
+    from babel.messages.pofile import write_po
+
+    write_po(sys.stdout.buffer, gather(), width=100, omit_header=False)
+
+
+if __name__ == "__main__":
+    main()
