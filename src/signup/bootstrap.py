@@ -43,6 +43,7 @@ from signup.adapters.processed import SqlProcessedEvents
 from signup.adapters.pwned import PwnedRanges
 from signup.adapters.rate_limit import AttemptLimiter, LimitsAttemptLimiter
 from signup.adapters.sql import SqlUnitOfWork
+from signup.domain.events import USER_NEW, USER_SIGNUP_ATTEMPTED
 from signup.domain.form import NO_FORM, FormDefinition
 from signup.service_layer.challenge import ChallengeGate
 from signup.service_layer.consumers import (
@@ -112,7 +113,7 @@ class Container:
             )
         self._prune_tasks = [
             asyncio.create_task(make(self.settings, self.uow).run(self._stop), name=make.__name__)
-            for make in (outbox_pruner, signup_pruner)
+            for make in (outbox_pruner, signup_pruner, notice_pruner)
         ]
         if self.challenge is not None and isinstance(self.challenge.spent, DatabaseSpentSolutions):
             spent = challenge_pruner(self.settings, self.challenge.spent, self.uow.clock)
@@ -189,6 +190,16 @@ def signup_pruner(settings: Settings, uow: SqlUnitOfWork) -> Pruner:
         return await uow.run(lambda tx: tx.signups.prune_settled(before, limit))
 
     return pruner(settings, "signups", delete_batch, uow.clock, settings.signup_retention_days)
+
+
+def notice_pruner(settings: Settings, uow: SqlUnitOfWork) -> Pruner:
+    """Deletes the records of owners' notices (SIGNUP_HIDE_EXISTING_ACCOUNTS) a day old:
+    only the last hour's count."""
+
+    async def delete_batch(before: datetime, limit: int) -> int:
+        return await uow.run(lambda tx: tx.attempt_notices.prune(before, limit))
+
+    return pruner(settings, "attempt_notices", delete_batch, uow.clock, 1.0)
 
 
 def form_definition(settings: Settings) -> FormDefinition:
@@ -384,7 +395,10 @@ def verification_links(
 
 
 def topology_for(name: str, settings: Settings, *, prefix: str = DEFAULT_PREFIX) -> Topology:
+    # The welcome e-mail worker also tells owners of someone's attempt with their address.
+    keys = (USER_NEW, USER_SIGNUP_ATTEMPTED) if name == WELCOME_EMAIL else (USER_NEW,)
     return Topology(
+        routing_keys=keys,
         name=name,
         exchange=settings.exchange,
         retry_delays_seconds=tuple(settings.worker_retry_delays_seconds),
@@ -416,6 +430,7 @@ async def build_consumer(
             verification=verification_links(settings),
             translations=catalogues.translations,
             languages=catalogues.languages,
+            sign_in_url=settings.sign_in_url,
         )
         handler = functools.partial(
             send_welcome_email, mailer=mailer or SmtpMailer.from_settings(settings), brand=brand

@@ -17,7 +17,7 @@ from signup.domain.errors import (
     ProviderUnavailable,
     RequestInProgress,
 )
-from signup.domain.events import UserRegistered
+from signup.domain.events import SignupAttempted, UserRegistered
 from signup.domain.model import Applicant, CreatedAccount, SignUpStatus
 from signup.service_layer.registration import RegistrationService, time_ordered_id
 from signup.testing.fakes import (
@@ -59,7 +59,21 @@ def command(
 
 
 def events(uow: FakeUnitOfWork) -> list[UserRegistered]:
-    return [UserRegistered.from_json(e.payload) for e in uow.state.outbox.values()]
+    """The `user.new` events in the outbox."""
+    return [
+        UserRegistered.from_json(e.payload)
+        for e in uow.state.outbox.values()
+        if e.event_type == "user.new"
+    ]
+
+
+def notices(uow: FakeUnitOfWork) -> list[SignupAttempted]:
+    """The `user.signup_attempted` events in the outbox."""
+    return [
+        SignupAttempted.from_json(e.payload)
+        for e in uow.state.outbox.values()
+        if e.routing_key == "user.signup_attempted"
+    ]
 
 
 async def test_a_created_account_writes_one_event_in_the_same_transaction(
@@ -96,6 +110,41 @@ async def test_hidden_mode_answers_alike_and_sends_no_second_event(
     assert second.email == first.email and second.user_id != first.user_id
     assert second.user_id.startswith("auth0|")
     assert len(events(uow)) == 1
+
+
+async def test_hidden_mode_tells_the_owner_at_most_once_an_hour(
+    uow: FakeUnitOfWork, provider: FakeIdentityProvider, clock: ManualClock
+) -> None:
+    service = RegistrationService(
+        uow=uow, provider=provider, clock=clock, source="s", hide_existing=True
+    )
+    owner = await service.register(command())
+    assert notices(uow) == []
+    clock.advance(5)
+    await service.register(command(given="Mallory"))
+    [notice] = notices(uow)
+    assert notice.type == notice.routing_key == "user.signup_attempted"
+    assert notice.data.user_id == owner.user_id and notice.data.email == "ada@example.com"
+    assert notice.data.attempted_at == clock()
+    assert "Mallory" not in notice.to_json().decode(), "nothing typed in the attempt"
+    assert set(notice.as_dict()["data"]) == {"user_id", "email", "attempted_at"}
+    for _ in range(3):  # within the hour: answered alike, nothing more written
+        clock.advance(600)
+        await service.register(command())
+    assert len(notices(uow)) == 1
+    clock.advance(1800)  # an hour and a bit after the notice
+    await service.register(command())
+    assert len(notices(uow)) == 2
+    assert len(events(uow)) == 1
+
+
+async def test_without_hidden_mode_no_owner_is_told(
+    service: RegistrationService, uow: FakeUnitOfWork
+) -> None:
+    await service.register(command())
+    with pytest.raises(EmailAlreadyRegistered):
+        await service.register(command())
+    assert notices(uow) == []
 
 
 async def test_provider_refusal_is_kept_and_no_event(

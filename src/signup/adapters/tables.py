@@ -163,6 +163,17 @@ spent_challenges = Table(
     Index("ix_spent_challenges_expires_at", "expires_at"),
 )
 
+# When the owner of each address was last told that someone tried to sign up with it
+# (SIGNUP_HIDE_EXISTING_ACCOUNTS; migration 0009): at most one notice an hour. Keyed by a
+# SHA-256 of the case-folded address; rows past the hour are pruned beside the relay.
+attempt_notices = Table(
+    "attempt_notices",
+    metadata,
+    Column("email_sha256", String(64), primary_key=True),
+    Column("sent_at", UTCDateTime(), nullable=False),
+    Index("ix_attempt_notices_sent_at", "sent_at"),
+)
+
 # Each consent an account was shown at sign-up, and the answer (migration 0008): kept with
 # the account, not pruned with the sign-ups.
 consent_records = Table(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 USER_NEW = "user.new"
@@ -21,6 +22,7 @@ ORIGIN_AUTH0_EVENT = "auth0-event"
 ORIGIN_SWEEP = "sweep"
 ORIGINS = (ORIGIN_FORM, ORIGIN_AUTH0_EVENT, ORIGIN_SWEEP)
 _NO_EXTENSION: set[str] = {"auth0eventid"}
+USER_SIGNUP_ATTEMPTED = "user.signup_attempted"
 
 
 def iso_millis(moment: datetime) -> str:
@@ -158,5 +160,67 @@ class UserVerified(BaseModel):
         return self.model_dump(mode="json")
 
 
+class SignupAttemptedData(BaseModel):
+    """Whose address it was, and when: nothing else of the attempt (not the names typed,
+    not the client), so the e-mail it becomes can carry nothing the person who typed
+    the form chose."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    user_id: str = Field(min_length=1)
+    email: str = Field(min_length=3)
+    attempted_at: datetime
+
+    @field_serializer("attempted_at")
+    def _attempted_at(self, value: datetime) -> str:
+        return iso_millis(value)
+
+
+class SignupAttempted(BaseModel):
+    """Someone tried to sign up with a registered address while existing accounts are
+    hidden (CloudEvent `user.signup_attempted`, v1): the welcome-e-mail worker tells the
+    address's owner. At most one an hour per address."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    schema_version: ClassVar[int] = 1
+    routing_key: ClassVar[str] = USER_SIGNUP_ATTEMPTED
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: Literal["user.signup_attempted"] = "user.signup_attempted"
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: SignupAttemptedData
+
+    @field_serializer("time")
+    def _time(self, value: datetime) -> str:
+        return iso_millis(value)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> SignupAttempted:
+        return cls.model_validate_json(body)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
 # What the outbox carries: every event the service publishes.
-OutboxEvent = UserRegistered | UserVerified
+OutboxEvent = UserRegistered | UserVerified | SignupAttempted
+# What the workers take from their queues.
+ConsumedEvent = UserRegistered | SignupAttempted
+
+
+def parse_consumed(body: bytes | str) -> ConsumedEvent:
+    """The event a worker's message carries, chosen by its CloudEvents `type` (`user.new`
+    when it has none). Raises ValueError (pydantic's ValidationError is one) if malformed."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if isinstance(data, dict) and data.get("type") == USER_SIGNUP_ATTEMPTED:
+        return SignupAttempted.model_validate(data)
+    return UserRegistered.model_validate(data)

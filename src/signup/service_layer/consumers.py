@@ -25,7 +25,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from signup.domain.events import UserRegistered, iso_millis
+from signup.domain.events import ConsumedEvent, SignupAttempted, UserRegistered, iso_millis
 from signup.domain.names import greeting_from
 from signup.service_layer.failures import PermanentFailure
 from signup.service_layer.ports import Crm, Mailer
@@ -82,6 +82,10 @@ class Brand:
         base = wanted.split("-", 1)[0]
         return base if base in self.languages else "en"
 
+    # Where the owner of an address someone tried to sign up with signs in or resets the
+    # password (SIGNUP_SIGN_IN_URL; None: the site's own address).
+    sign_in_url: str | None = None
+
 
 def _templates(translations: gettext.NullTranslations | None = None) -> Environment:
     # Built on first use, not at import, once per catalogue. Autoescaping is on for
@@ -133,7 +137,7 @@ def verify_url(event: UserRegistered, brand: Brand, language: str | None = None)
     return brand.verification.link_for(data.user_id, None if language == "en" else language)
 
 
-def recipient_of(event: UserRegistered) -> str:
+def recipient_of(event: UserRegistered | SignupAttempted) -> str:
     """The event's address, if it is one plain addr-spec; else `PermanentFailure`."""
     email = event.data.email
     if not _ADDRESS.match(email) or "=?" in email or "?=" in email or not email.isprintable():
@@ -212,6 +216,12 @@ def compose_welcome(event: UserRegistered, brand: Brand) -> EmailMessage:
     text = env.get_template("welcome.txt.j2").render(context)
     html = env.get_template("welcome.html.j2").render(context)
 
+    return _addressed(recipient, subject, text, html, event.id, brand)
+
+
+def _addressed(
+    recipient: str, subject: str, text: str, html: str, event_id: str, brand: Brand
+) -> EmailMessage:
     message = EmailMessage(policy=_COMPOSE_POLICY)
     try:
         _header(message, "To", Address(addr_spec=recipient))
@@ -220,7 +230,7 @@ def compose_welcome(event: UserRegistered, brand: Brand) -> EmailMessage:
     except (ValueError, IndexError, TypeError) as exc:
         raise PermanentFailure(f"cannot address the e-mail: {exc}") from exc
     message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = message_id(event.id)
+    message["Message-ID"] = message_id(event_id)
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(text)
     message.add_alternative(html, subtype="html")
@@ -228,8 +238,33 @@ def compose_welcome(event: UserRegistered, brand: Brand) -> EmailMessage:
     return message
 
 
-async def send_welcome_email(event: UserRegistered, *, mailer: Mailer, brand: Brand) -> None:
-    """Welcome the new user by e-mail."""
+def compose_attempt_notice(event: SignupAttempted, brand: Brand) -> EmailMessage:
+    """ "Someone tried to create an account with your address": to the address's owner.
+
+    Everything in it is ours: the site's name, its sign-in address, the owner's own
+    address and when. Nothing that the person who typed the form chose (no name, no
+    link) can reach it: the event carries nothing of the attempt but its time.
+    """
+    recipient = recipient_of(event)
+    context: dict[str, Any] = {
+        "site_name": brand.site_name,
+        "sign_in_url": brand.sign_in_url or brand.site_url,
+        "email": recipient,
+        "attempted_at": event.data.attempted_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    env = _templates()
+    subject = " ".join(env.get_template("attempt.subject.j2").render(context).split())
+    text = env.get_template("attempt.txt.j2").render(context)
+    html = env.get_template("attempt.html.j2").render(context)
+    return _addressed(recipient, subject, text, html, event.id, brand)
+
+
+async def send_welcome_email(event: ConsumedEvent, *, mailer: Mailer, brand: Brand) -> None:
+    """Welcome the new user by e-mail; or tell an address's owner that someone tried to
+    sign up with it (`user.signup_attempted`)."""
+    if isinstance(event, SignupAttempted):
+        await mailer.send(compose_attempt_notice(event, brand))
+        return
     await mailer.send(compose_welcome(event, brand))
 
 
@@ -261,6 +296,10 @@ def contact_of(event: UserRegistered) -> dict[str, Any]:
     return contact
 
 
-async def sync_contact(event: UserRegistered, *, crm: Crm) -> None:
-    """Create or update the user's contact in the CRM (idempotency key: the event id)."""
-    await crm.push_contact(event.id, contact_of(event))
+async def sync_contact(event: ConsumedEvent, *, crm: Crm) -> None:
+    """Create or update the user's contact in the CRM (idempotency key: the event id).
+
+    Only `user.new` is the CRM's business (its queue is bound with that key alone).
+    """
+    if isinstance(event, UserRegistered):
+        await crm.push_contact(event.id, contact_of(event))

@@ -8,6 +8,7 @@ Each is implemented in `signup.adapters` (and by the fakes in `signup.testing.fa
 | `SignUpRepository`, `OutboxRepository`, `UserRepository`, `LeaseRepository` | `adapters.sql` |
 | `AnnouncedAccounts`, `SightingRepository`, `CheckpointRepository` | `adapters.sql` |
 | `AccountSearch` | `adapters.auth0` |
+| `AttemptNoticeRepository` | `adapters.sql` |
 | `Liveness` | `adapters.liveness` |
 | `EventPublisher` | `adapters.broker` |
 | `Mailer` | `adapters.mailer` |
@@ -159,6 +160,22 @@ class SignUpRepository(Protocol):
 
     async def settle(self, signup: SignUp, *, expected: SignUpStatus) -> bool:
         """Write the sign-up's new state if it is still `expected`; False if someone else won."""
+        ...
+
+
+class AttemptNoticeRepository(Protocol):
+    """When each address's owner was last told of a sign-up attempt with it (`key`: a
+    SHA-256 of the case-folded address: no address is stored)."""
+
+    async def sent_after(self, key: str, since: datetime) -> bool: ...
+
+    async def claim(self, key: str, now: datetime, since: datetime) -> bool:
+        """Record a notice sent `now`, unless one was sent after `since`: True when
+        recorded (the caller then writes the notice's event in the same transaction)."""
+        ...
+
+    async def prune(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` records of notices sent before `before`; how many."""
         ...
 
 

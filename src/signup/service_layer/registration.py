@@ -24,6 +24,7 @@ from signup.domain.errors import (
 )
 from signup.domain.events import ORIGIN_FORM, ConsentGiven, UserRegistered, UserRegisteredData
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
+from signup.service_layer.owner_notice import NOTICE_EVERY, attempt_notice
 from signup.service_layer.ports import AccountDirectory, IdentityProvider, Liveness
 from signup.service_layer.sign_up_identity import (
     Registered,
@@ -31,7 +32,7 @@ from signup.service_layer.sign_up_identity import (
     made_for,
     time_ordered_id,
 )
-from signup.service_layer.unit_of_work import Transaction, UnitOfWork
+from signup.service_layer.unit_of_work import Transaction, UnitOfWork, Work
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +51,8 @@ class RegistrationService:
     # Which instances still run: a retry of a pending sign-up that no live request works
     # on settles it at once instead of answering 409 until reconciliation.
     liveness: Liveness | None = None
+    # Hidden accounts: the owner of an address someone tried is told at most this often.
+    notice_every: timedelta = NOTICE_EVERY
 
     # Where accounts are found by e-mail: the provider when it keeps them, else None and
     # our own store (`accounts_for`).
@@ -317,16 +320,37 @@ class RegistrationService:
         settled = (signup or self._new_signup(cmd, print_)).existing(
             201 if hidden else 409, hidden.body() if hidden else {}
         )
+        # Hidden: the owner is told (at most once an hour), in the same transaction.
+        notify = await self._attempt_notice(cmd.applicant.email) if hidden else None
         if signup is None:
-            if cmd.idempotency_key:  # only a replay needs the answer kept
+            if cmd.idempotency_key or notify:  # only a replay needs the answer kept
 
                 async def add(tx: Transaction) -> None:
-                    await tx.signups.add(settled)
+                    if cmd.idempotency_key:
+                        await tx.signups.add(settled)
+                    if notify is not None:
+                        await notify(tx)
 
                 await self.uow.run(add)
         else:
-            await self._settle(settled)
+
+            async def settle(tx: Transaction) -> None:
+                if await tx.signups.settle(settled, expected=SignUpStatus.PENDING) and notify:
+                    await notify(tx)
+
+            await self.uow.run(settle)
         return hidden
+
+    async def _attempt_notice(self, email: str) -> Work[None] | None:
+        return await attempt_notice(
+            self.uow,
+            email,
+            directory=self._directory,
+            clock=self.clock,
+            new_id=self.new_id,
+            source=self.source,
+            every=self.notice_every,
+        )
 
     async def _replay(self, earlier: SignUp, print_: str) -> Registered | None:
         if earlier.fingerprint != print_:

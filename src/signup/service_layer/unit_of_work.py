@@ -7,6 +7,7 @@ from typing import Protocol, TypeVar
 
 from signup.service_layer.ports import (
     AnnouncedAccounts,
+    AttemptNoticeRepository,
     CheckpointRepository,
     ConsentRepository,
     LeaseRepository,
@@ -43,6 +44,9 @@ class Transaction(Protocol):
 
     @property
     def checkpoints(self) -> CheckpointRepository: ...
+
+    @property
+    def attempt_notices(self) -> AttemptNoticeRepository: ...
 
 
 Work = Callable[[Transaction], Awaitable[T]]

@@ -39,6 +39,7 @@ class _State:
     announced: dict[str, tuple[str, str, datetime]] = field(default_factory=dict)
     sightings: dict[str, Sighting] = field(default_factory=dict)
     checkpoints: dict[str, datetime] = field(default_factory=dict)
+    notices: dict[str, datetime] = field(default_factory=dict)  # attempt_notices
 
 
 class FakeSignUps:
@@ -236,6 +237,27 @@ class FakeLeases:
             del self._s.leases[name]
 
 
+class FakeAttemptNotices:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def sent_after(self, key: str, since: datetime) -> bool:
+        sent = self._s.notices.get(key)
+        return sent is not None and sent > since
+
+    async def claim(self, key: str, now: datetime, since: datetime) -> bool:
+        if await self.sent_after(key, since):
+            return False
+        self._s.notices[key] = now
+        return True
+
+    async def prune(self, before: datetime, limit: int) -> int:
+        old = sorted((sent, key) for key, sent in self._s.notices.items() if sent < before)
+        for _, key in old[:limit]:
+            del self._s.notices[key]
+        return len(old[:limit])
+
+
 class FakeConsents:
     def __init__(self, state: _State) -> None:
         self._s = state
@@ -311,6 +333,7 @@ class FakeTransaction:
         self.announced = FakeAnnounced(state)
         self.sightings = FakeSightings(state)
         self.checkpoints = FakeCheckpoints(state)
+        self.attempt_notices = FakeAttemptNotices(state)
 
 
 class ContractBroken(BaseException):

@@ -81,8 +81,9 @@ async def migrate_queues(amqp_url: str, topology: Topology) -> Migration:
             )
             old = await channel.declare_queue(name, passive=True)
             if is_main:  # new events go on arriving in the holding queue
-                await holding.bind(exchange, topology.routing_key)
-                await old.unbind(exchange, topology.routing_key)
+                for key in topology.routing_keys:
+                    await holding.bind(exchange, key)
+                    await old.unbind(exchange, key)
             moved = await _move_all(channel, old, holding.name)
             await _delete_empty(channel, name)
             # A new channel for the queue declared again: RabbitMQ 3.10's channel keeps
@@ -92,8 +93,9 @@ async def migrate_queues(amqp_url: str, topology: Topology) -> Migration:
             new = await channel.declare_queue(name, durable=True, arguments=arguments)
             holding = await channel.declare_queue(holding.name, passive=True)
             if is_main:
-                await new.bind(topology.exchange, topology.routing_key)
-                await holding.unbind(topology.exchange, topology.routing_key)
+                for key in topology.routing_keys:
+                    await new.bind(topology.exchange, key)
+                    await holding.unbind(topology.exchange, key)
             await _move_all(channel, holding, name)
             await _delete_empty(channel, holding.name)
             result.moved[name] = moved

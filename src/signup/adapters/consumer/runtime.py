@@ -1,8 +1,8 @@
 """The worker runtime: one `user.new` consumer on RabbitMQ (aio-pika), with delayed
 retries, a parking queue (`topology`) and once-per-event-id side effects.
 
-Per message: parse as `UserRegistered` (malformed: park at once) → skip when the
-event id is already recorded as processed → run the handler → record the id → ack.
+Per message: parse as `UserRegistered` or `SignupAttempted` (malformed: park at once) →
+skip when the event id is already recorded as processed → run the handler → record the id → ack.
 `TransientFailure` (or any unexpected exception) republishes the message to the next
 retry queue with `x-signup-attempts` + 1; after the last delay, and at once for
 `PermanentFailure`, it is parked. Every republication waits for the publisher
@@ -50,11 +50,11 @@ from signup.adapters.consumer.messages import (
 from signup.adapters.consumer.topology import Topology
 from signup.adapters.consumer_metrics import DEPTH_EVERY_SECONDS, ConsumerStats
 from signup.adapters.processed import ProcessedEvents
-from signup.domain.events import UserRegistered
+from signup.domain.events import ConsumedEvent, parse_consumed
 from signup.service_layer.failures import PermanentFailure, TransientFailure
 from signup.service_layer.retention import Pruner
 
-Handler = Callable[[UserRegistered], Awaitable[None]]
+Handler = Callable[[ConsumedEvent], Awaitable[None]]
 
 log = structlog.get_logger(__name__)
 
@@ -273,7 +273,7 @@ class Consumer:
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         try:
-            event = UserRegistered.from_json(message.body)
+            event = parse_consumed(message.body)
         except (ValidationError, ValueError) as exc:
             await self._park(message, _malformed_reason(exc), attempts=0)
             return

@@ -61,7 +61,9 @@ class Topology:
     retry_delays_seconds: Sequence[float] = (5.0, 30.0, 300.0, 1800.0)
     delivery_limit: int = 20
     prefix: str = DEFAULT_PREFIX
-    routing_key: str = USER_NEW
+    # The routing keys its queue is bound with (the welcome e-mail also takes
+    # `user.signup_attempted`).
+    routing_keys: tuple[str, ...] = (USER_NEW,)
 
     @property
     def queue(self) -> str:
@@ -168,7 +170,8 @@ class Topology:
             else:
                 queue = await channel.declare_queue(name, durable=True, arguments=arguments)
         assert queue is not None and queue.name == self.queue
-        await queue.bind(exchange, self.routing_key)
+        for routing_key in self.routing_keys:
+            await queue.bind(exchange, routing_key)
         return queue
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from signup.adapters import tables as t
 from signup.adapters.sql import statements as st
+from signup.adapters.sql.attempt_notices import SqlAttemptNotices
 from signup.adapters.sql.challenges import SqlSpentChallenges
 from signup.adapters.sql.sqlite_fast import Changed, InlineConnection
 from signup.domain.errors import (
@@ -557,3 +558,4 @@ class SqlTransaction:
         self.announced = SqlAnnounced(conn)
         self.sightings = SqlSightings(conn)
         self.checkpoints = SqlCheckpoints(conn)
+        self.attempt_notices = SqlAttemptNotices(conn)
