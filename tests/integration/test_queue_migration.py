@@ -43,7 +43,8 @@ async def declare_previous_version(broker: Broker, topology: Topology) -> None:
     for name, arguments in previous_version_arguments(topology).items():
         await broker.channel.declare_queue(name, durable=True, arguments=arguments)  # type: ignore[arg-type]
     main = await broker.channel.declare_queue(topology.queue, passive=True)
-    await main.bind(broker.exchange, topology.routing_key)
+    for key in topology.routing_keys:
+        await main.bind(broker.exchange, key)
 
 
 async def park(broker: Broker, queue: str, count: int) -> set[str]:

@@ -164,7 +164,7 @@ spent_challenges = Table(
 )
 
 # When the owner of each address was last told that someone tried to sign up with it
-# (SIGNUP_HIDE_EXISTING_ACCOUNTS; migration 0009): at most one notice an hour. Keyed by a
+# (SIGNUP_HIDE_EXISTING_ACCOUNTS; migration 0010): at most one notice an hour. Keyed by a
 # SHA-256 of the case-folded address; rows past the hour are pruned beside the relay.
 attempt_notices = Table(
     "attempt_notices",
