@@ -454,8 +454,9 @@
         "Idempotency-Key": attempt.key,
       };
       // The page's language: its errors, its consents and the welcome e-mail speak it.
-      if (document.documentElement.lang) {
-        headers["Accept-Language"] = document.documentElement.lang;
+      var language = form.getAttribute("data-language") || document.documentElement.lang;
+      if (language) {
+        headers["Accept-Language"] = language;
       }
       var timedOut = false;
       var timer = setTimeout(function () {
