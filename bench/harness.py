@@ -213,8 +213,12 @@ async def closed_load(
     connections: int,
     *,
     minimal: bool = False,
+    solutions: Path | None = None,
 ) -> LoadResult:
+    """`solutions`: a file of proof-of-work solutions, one a line, each sent once."""
     if wrk is None:
+        if solutions is not None:
+            raise RuntimeError("proof-of-work runs need wrk")
         raw = await _run_json(
             [PYTHON, "-m", "bench.loadgen", url, "--closed", str(connections)]
             + ["--duration", str(seconds), "--prefix", prefix]
@@ -223,7 +227,8 @@ async def closed_load(
         return _from_loadgen(raw)
     threads = min(2, connections)
     argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s"]
-    argv += ["--latency", "-s", str(LUA), url, "--", prefix] + (["minimal"] if minimal else [])
+    argv += ["--latency", "-s", str(LUA), url, "--", prefix, "minimal" if minimal else "full"]
+    argv += [str(solutions), str(threads)] if solutions is not None else []
     raw = await _run_json(argv, marker="WRK_JSON ")
     statuses = {str(k): int(v) for k, v in raw["statuses"].items()}
     errors = raw["errors"]

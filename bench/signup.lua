@@ -1,10 +1,14 @@
 -- wrk script: POST /user/signup with a unique e-mail per request, count answers by status.
--- Usage: wrk ... -s bench/signup.lua URL -- <run-prefix> [minimal]
--- ("minimal": e-mail and password only, for fastapi-users' register endpoint too)
+-- Usage: wrk ... -s bench/signup.lua URL -- <run-prefix> [minimal|full] [solutions-file threads]
+-- ("minimal": e-mail and password only, for fastapi-users' register endpoint too;
+-- solutions-file: proof-of-work solutions solved ahead of time, one a line, each sent
+-- once as "challenge", each thread taking every n-th line: bench/challenge.py)
 local counter = 0
 local threads = {}
 local prefix = "run"
 local names = ',"given_name":"Ada","family_name":"Lovelace"'
+local solutions = nil
+local used = 0
 tid = 0
 statuses = {}
 
@@ -18,14 +22,32 @@ function init(args)
    if args[2] == "minimal" then
       names = ""
    end
+   if args[3] then
+      -- setup() numbered the threads (args[4] of them); each takes its own lines, so
+      -- none is sent twice
+      local nthreads = tonumber(args[4] or "1")
+      solutions = {}
+      local n = 0
+      for line in io.lines(args[3]) do
+         n = n + 1
+         if n % nthreads == tid - 1 then
+            table.insert(solutions, line)
+         end
+      end
+   end
    wrk.method = "POST"
    wrk.headers["Content-Type"] = "application/json"
 end
 
 function request()
    counter = counter + 1
+   local challenge = ""
+   if solutions then
+      used = used + 1
+      challenge = ',"challenge":"' .. (solutions[used] or "none left") .. '"'
+   end
    local body = '{"email":"' .. prefix .. "-" .. tid .. "-" .. counter ..
-      '@example.com","password":"Quiet-Harbour-Lantern-42"' .. names .. "}"
+      '@example.com","password":"Quiet-Harbour-Lantern-42"' .. names .. challenge .. "}"
    return wrk.format(nil, nil, nil, body)
 end
 
