@@ -26,6 +26,7 @@ from rich.progress import Progress
 
 from bench.harness import (
     BIN,
+    CpuWatch,
     LoadResult,
     Options,
     Session,
@@ -88,9 +89,11 @@ async def one_run(s: Session, n: int, on: bool) -> dict[str, Any]:
         prepared += await fetch_and_solve(url, count, max_)
     await closed_load(s.wrk, f"{url}/user/signup", f"w{label}{n}", 2, 64, solutions=warm)
     await asyncio.sleep(1)  # the warm-up's sign-ups settle
+    cpu = CpuWatch(service.pid).start()
     top: LoadResult = await closed_load(
         s.wrk, f"{url}/user/signup", f"m{label}{n}", o.duration, o.connections, solutions=max_
     )
+    usage = cpu.stop()
     delivery = await delivery_check(s.consumer, db, f"m{label}{n}")
     await s.stop(service)
     return {
@@ -98,6 +101,10 @@ async def one_run(s: Session, n: int, on: bool) -> dict[str, Any]:
         "per_s": top.per_s,
         "p50_ms": top.p50_ms,
         "p99_ms": top.p99_ms,
+        # The service's own CPU a sign-up: what the check adds, whatever else the
+        # machine was doing (throughput on a shared machine moves with its neighbours).
+        "cpu_us": usage["server_seconds"] / top.ok * 1e6 if top.ok else float("nan"),
+        "others_cores": usage["others"],
         "errors": top.errors,
         "statuses": top.statuses,
         "delivered": delivery["delivered"],
@@ -139,16 +146,22 @@ def main() -> None:
     for label in ("off", "on"):
         mine = [r for r in results if r["challenge"] == label]
         medians[label] = {
-            k: statistics.median(r[k] for r in mine) for k in ("per_s", "p50_ms", "p99_ms")
+            k: statistics.median(r[k] for r in mine)
+            for k in ("per_s", "p50_ms", "p99_ms", "cpu_us", "others_cores")
         }
         per_run = ", ".join(f"{r['per_s']:.0f}" for r in mine)
         console.print(
             f"challenge {label}: {medians[label]['per_s']:.0f} sign-ups/s, p50 "
-            f"{medians[label]['p50_ms']:.1f} ms, p99 {medians[label]['p99_ms']:.1f} ms "
+            f"{medians[label]['p50_ms']:.1f} ms, p99 {medians[label]['p99_ms']:.1f} ms, "
+            f"service CPU {medians[label]['cpu_us']:.0f} µs a sign-up, other processes "
+            f"{medians[label]['others_cores']:.2f} cores "
             f"(runs: {per_run}; errors "
             f"{sum(r['errors'] for r in mine)})"
         )
-    console.print(f"on / off: {medians['on']['per_s'] / medians['off']['per_s']:.3f}")
+    console.print(
+        f"on / off: sign-ups/s {medians['on']['per_s'] / medians['off']['per_s']:.3f}, "
+        f"CPU a sign-up {medians['on']['cpu_us'] / medians['off']['cpu_us']:.3f}"
+    )
 
 
 if __name__ == "__main__":
