@@ -66,6 +66,7 @@ from signup.service_layer.registration import RegistrationService
 from signup.service_layer.relay import Relay
 from signup.service_layer.retention import DeleteBatch, Pruner
 from signup.service_layer.screening import BreachCheck, Screening
+from signup.service_layer.sweep import Sweep
 from signup.service_layer.verification import EmailVerification, VerificationLinks
 from signup.settings import Settings
 
@@ -96,7 +97,12 @@ class Container:
     verification: EmailVerification | None = None
     # SIGNUP_CHALLENGE=pow: the proof-of-work gate in front of each sign-up (else None).
     challenge: ChallengeGate | None = None
+    # Auth0: the sweep of accounts made outside the form (`signup sweep`), and its rounds
+    # beside the relay when SIGNUP_AUTH0_SWEEP_EVERY_SECONDS is set.
+    sweep: Sweep | None = None
+    sweeper: Reconciler | None = None
     _reconcile_task: asyncio.Task[None] | None = None
+    _sweep_task: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _relay_task: asyncio.Task[None] | None = None
     _prune_tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -111,6 +117,8 @@ class Container:
             self._reconcile_task = asyncio.create_task(
                 self.reconciler.run(self._stop), name="reconciler"
             )
+        if self.sweeper is not None:
+            self._sweep_task = asyncio.create_task(self.sweeper.run(self._stop), name="sweep")
         self._prune_tasks = [
             asyncio.create_task(make(self.settings, self.uow).run(self._stop), name=make.__name__)
             for make in (outbox_pruner, signup_pruner, notice_pruner)
@@ -134,6 +142,8 @@ class Container:
                 self._relay_task.cancel()
         if self._reconcile_task is not None:
             await self._reconcile_task  # a round under way is cancelled by the stop
+        if self._sweep_task is not None:
+            await self._sweep_task
         if self._follower is not None:
             await self._follower
         for task in self._prune_tasks:
@@ -342,6 +352,14 @@ def bootstrap(
             may_run=lambda: relay.leading,
         )
     )
+    sweep = build_sweep(settings, provider, external_accounts, uow, clock)
+    every = settings.auth0_sweep_every_seconds
+    # As reconciliation: only the publishing relay's process sweeps (the leader lock).
+    sweeper = (
+        Reconciler(sweep.run, every=every, may_run=lambda: relay.leading)
+        if sweep is not None and every
+        else None
+    )
     uow.on_outbox_written = relay.committed
     limiter = limiter or LimitsAttemptLimiter(
         {"ip": settings.rate_limit_per_ip, "email": settings.rate_limit_per_email},
@@ -361,6 +379,30 @@ def bootstrap(
         reconciler=reconciler,
         challenge=build_challenge(settings, uow, clock),
         verification=email_verification(settings, uow, clock),
+        sweep=sweep,
+        sweeper=sweeper,
+    )
+
+
+def build_sweep(
+    settings: Settings,
+    provider: IdentityProvider,
+    accounts: ExternalAccounts,
+    uow: SqlUnitOfWork,
+    clock: Callable[[], datetime],
+) -> Sweep | None:
+    """The sweep, on the provider's user search: Auth0 only (None otherwise)."""
+    from signup.adapters.auth0 import Auth0IdentityProvider
+    from signup.adapters.auth0.search import Auth0AccountSearch
+
+    if not isinstance(provider, Auth0IdentityProvider):
+        return None
+    return Sweep(
+        search=Auth0AccountSearch(provider),
+        accounts=accounts,
+        uow=uow,
+        clock=clock,
+        overlap=timedelta(seconds=settings.auth0_sweep_overlap_seconds),
     )
 
 

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     auth0_events_token: SecretStr | None = None
     auth0_events_username: str | None = None
     auth0_events_password: SecretStr | None = None
+    # The sweep beside the relay (None: off), and how far each run reaches back before
+    # the last one's end (the search index trails writes).
+    auth0_sweep_every_seconds: float | None = Field(default=None, gt=0)
+    auth0_sweep_overlap_seconds: float = Field(default=60.0, ge=0)
 
     # The way on to sign-in (entrypoints/web/hand_over.py): the site's sign-in page and
     # where the success panel continues; with Auth0, by default, Universal Login for the
@@ -296,7 +300,7 @@ class Settings(BaseSettings):
     # SIGNUP_OPS_HOST: a page that rebinds its own name to our address gets nothing.
     ops_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("ops_port", mode="before")
+    @field_validator("ops_port", "auth0_sweep_every_seconds", mode="before")
     @classmethod
     def _empty_ops_port_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 from signup.adapters.database import migrate as apply_migrations
 from signup.log_config import configure_logging
@@ -199,6 +200,58 @@ def reconcile(
         raise typer.Exit(1)
 
 
+@app.command()
+def sweep(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Look at Auth0 accounts created since this time (ISO 8601; UTC without a "
+            "zone). Default: the last sweep's checkpoint, less SIGNUP_AUTH0_SWEEP_OVERLAP_SECONDS."
+        ),
+    ] = None,
+) -> None:
+    """Announce every Auth0 account created since TIME that has no user.new yet."""
+    from signup.bootstrap import bootstrap
+    from signup.domain.errors import ProviderUnavailable
+
+    settings = _settings()
+    start = _parse_time(since) if since else None
+    if settings.identity_provider != "auth0":
+        typer.echo("signup: the sweep needs SIGNUP_IDENTITY_PROVIDER=auth0", err=True)
+        raise typer.Exit(2)
+    apply_migrations(settings.database_url)
+
+    async def run() -> dict[str, int]:
+        container = bootstrap(settings)
+        try:
+            assert container.sweep is not None
+            report = await container.sweep.run(start)
+            return {"searches": report.searches, "seen": report.seen, **report.outcomes}
+        finally:
+            await container.aclose()
+
+    try:
+        report = asyncio.run(run())
+    except ProviderUnavailable as exc:
+        typer.echo(f"signup: the sweep stopped: {exc.reason}", err=True)
+        raise typer.Exit(1) from None
+    console.print(
+        f"searched {report['searches']} pages, saw {report['seen']} accounts: "
+        f"announced {report['announced']}, already announced {report['repeat']}, "
+        f"left to the form {report['deferred'] + report['form']}, "
+        f"without an e-mail address {report['unannounceable']}"
+    )
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        typer.echo(f"signup: not an ISO 8601 time: {text}", err=True)
+        raise typer.Exit(2) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _read_only(settings: Settings) -> None:
     """A look, not a change: no migrations; a database never migrated is an error."""
     from signup.adapters.schema_state import SchemaMissing, check_readable
@@ -224,6 +277,10 @@ def outbox_status() -> None:
         container = bootstrap(settings)
         try:
             status = await container.uow.read(lambda tx: tx.outbox.status(count_published=True))
+            try:
+                origins = await container.uow.read(lambda tx: tx.announced.count_by_origin())
+            except DBAPIError:  # a schema older than 0009: nothing recorded by origin yet
+                origins = None
         finally:
             await container.aclose()
         table = Table(title="outbox")
@@ -237,6 +294,16 @@ def outbox_status() -> None:
         )
         table.add_row(str(status.pending), age, str(status.published))
         console.print(table)
+        # Which path announced each account first (issue 19): the form, Auth0's events,
+        # the sweep.
+        if origins is None:
+            return
+        by_origin = Table(title="accounts announced, by origin")
+        by_origin.add_column("origin")
+        by_origin.add_column("accounts", justify="right")
+        for origin in ("form", "auth0-event", "sweep"):
+            by_origin.add_row(origin, str(origins.get(origin, 0)))
+        console.print(by_origin)
 
     asyncio.run(run())
 

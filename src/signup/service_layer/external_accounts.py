@@ -55,7 +55,9 @@ class ExternalAccounts:
 
         Waits on nothing but the database (no provider call, no broker)."""
         outcome = await self._decide(account, origin, auth0_event_id, seen=None)
-        log.info(
+        # A sweep finds every account again and again: repeats are not news.
+        say = log.debug if outcome == "repeat" else log.info
+        say(
             "account.seen",
             user_id=account.user_id,
             origin=origin,

@@ -189,6 +189,17 @@ class Auth0IdentityProvider:
         self._tokens.close()
         await self._transport.close()
 
+    @property
+    def users_url(self) -> str:
+        return self._users_url
+
+    async def management(
+        self, method: str, url: str, *, params: Mapping[str, str] | None = None
+    ) -> Answer:
+        """A read of the Management API through the same token, gate and retries as the
+        sign-ups' calls (the sweep's user search, `search.py`)."""
+        return await self._management(method, url, params=params, writes=False)
+
     async def _management(
         self,
         method: str,

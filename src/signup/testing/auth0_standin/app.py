@@ -114,13 +114,13 @@ class Auth0Standin:
         self.stream.emit(user, self.config)
 
     def create_outside(
-        self, kind: str, email: str, connection: str | None = None, **names: Any
+        self, kind: str, email: str, connection: str | None = None, **details: Any
     ) -> dict[str, Any]:
         """An account made without the form: `kind` "social" (a Universal Login with
         `connection`, default google-oauth2) or "dashboard" (staff, in our database
         connection). It goes onto the stream and into the search as any other."""
         chosen = connection or ("google-oauth2" if kind == "social" else self.connection)
-        user = outside_user(self.state, kind=kind, email=email, connection=chosen, **names)
+        user = outside_user(self.state, kind=kind, email=email, connection=chosen, **details)
         self.made(user)
         return user
 
