@@ -35,12 +35,14 @@ def password_refusal(
     password: str, email: str | None = None, site_name: str | None = None
 ) -> tuple[str, str] | None:
     """Why this password is refused: its stable code and the words for the person; or None."""
+    # The length as typed (and as JSON Schema's minLength/maxLength count it); the other
+    # rules compare the NFKC form, so look-alike spellings compare equal.
+    if len(password) < MIN_LENGTH:
+        return "password.too_short", f"Use at least {MIN_LENGTH} characters."
+    if len(password) > MAX_LENGTH:
+        return "password.too_long", f"Use at most {MAX_LENGTH} characters."
     normalised = _normalise(password)
     length = len(normalised)
-    if length < MIN_LENGTH:
-        return "password.too_short", f"Use at least {MIN_LENGTH} characters."
-    if length > MAX_LENGTH:
-        return "password.too_long", f"Use at most {MAX_LENGTH} characters."
     folded = normalised.casefold()
     if len(set(folded)) == 1:
         return (

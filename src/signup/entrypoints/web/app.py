@@ -95,7 +95,7 @@ def create_app(
     localisation = Localisation.from_settings(settings, form.languages())
     app.state.localisation = localisation
     app.state.languages = localisation.languages
-    document_signup(app.routes, app.state.form_rules)
+    document_signup(app, app.state.form_rules)
     app.include_router(hooks_router)
     app.include_router(page_router(settings, localisation))
     app.include_router(verify_router(settings, localisation))

@@ -179,7 +179,47 @@ class FormRules:
         """The request body's JSON Schema, self-contained (no `$ref`), as OpenAPI embeds it."""
         schema = self.model.model_json_schema()
         inlined: dict[str, Any] = _inline(schema, schema.get("$defs", {}))
+        if self.form.empty:
+            return inlined
+        # The built-in fields' examples alone make a body the form refuses (its required
+        # entries missing): one whole example instead, when the form allows one.
+        for entry in inlined["properties"].values():
+            entry.pop("examples", None)
+        example = self._example()
+        if example is not None:
+            inlined["examples"] = [example]
         return inlined
+
+    def _example(self) -> dict[str, Any] | None:
+        """A body this form accepts, or None when a required field has a pattern (no value
+        can be made up for it)."""
+        values: dict[str, Any] = {}
+        for item in self.form.fields:
+            if not item.required:
+                continue
+            if item.type == "text":
+                if item.pattern:
+                    return None
+                values[item.name] = "x" * max(item.min_length or 1, 1)
+            elif item.type == "checkbox":
+                values[item.name] = True
+            elif item.type == "select":
+                values[item.name] = item.options[0].value
+            elif item.type == "country":
+                values[item.name] = "DE"
+            else:
+                values[item.name] = "2000-01-01"
+        body: dict[str, Any] = {
+            "email": "ada@example.com",
+            "password": "correct horse battery staple",
+            "given_name": "Ada",
+            "family_name": "Lovelace",
+        }
+        if self.form.fields:
+            body["fields"] = values
+        if self.form.consents:
+            body["consents"] = {c.id: True for c in self.form.consents if c.required}
+        return body
 
     def form_schema(self, site_name: str) -> dict[str, Any]:
         """`GET /signup/schema.json`: the request's schema with every label, help and

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import anyio
 import orjson
 import structlog
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy import text
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -301,16 +301,20 @@ async def form_schema(request: Request) -> Response:
     )
 
 
-def document_signup(app_routes: list[Any], rules: FormRules) -> None:
-    """Make /openapi.json describe the body the app's form validates (one definition)."""
-    for route in app_routes:
-        if getattr(route, "path", None) == "/user/signup":
-            extra = dict(route.openapi_extra or {})
-            extra["requestBody"] = {
+def document_signup(app: FastAPI, rules: FormRules) -> None:
+    """Make the app's /openapi.json describe the body its form validates (one definition)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()  # FastAPI keeps it in app.openapi_schema
+            schema["paths"]["/user/signup"]["post"]["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": rules.request_schema()}},
             }
-            route.openapi_extra = extra
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 @router.get("/healthz", summary="Alive")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -15,12 +15,16 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from signup.domain.email_address import EmailRefused, normalise_email
+from signup.domain.email_address import MAX_EMAIL, EmailRefused, normalise_email
 from signup.domain.model import Applicant
 from signup.domain.names import name_refusal
-from signup.domain.passwords import MAX_LENGTH, password_refusal
+from signup.domain.passwords import MAX_LENGTH, MIN_LENGTH, password_refusal
 
 MAX_NAME = 100
+NAME_RULE = (
+    "At most 100 characters; no control or invisible characters, encoded words (=?, ?=), "
+    "@, < or >, links, web or e-mail addresses (a full stop is followed by a space)."
+)
 
 
 def refused(code: str, message: str) -> PydanticCustomError:
@@ -46,20 +50,44 @@ def _clean_name(field: str, value: str | None) -> str | None:
     return value
 
 
+# The format names the rule no JSON Schema keyword states (signup.domain.names).
+PersonName = Annotated[str, Field(max_length=MAX_NAME, json_schema_extra={"format": "person-name"})]
+
+
 class SignUpRequest(BaseModel):
     """`POST /user/signup` body. Unknown fields are refused."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, hide_input_in_errors=True)
 
-    email: str = Field(max_length=1024, examples=["ada@example.com"])
-    password: str = Field(max_length=4 * MAX_LENGTH, examples=["correct horse battery staple"])
-    given_name: str | None = Field(default=None, max_length=4 * MAX_NAME, examples=["Ada"])
-    family_name: str | None = Field(default=None, max_length=4 * MAX_NAME, examples=["Lovelace"])
+    # The limits the service applies, stated here so that /openapi.json and
+    # /signup/schema.json tell them (the rules no JSON Schema keyword says are in the
+    # descriptions and in the formats' names: docs/decisions, "schemas tell the truth").
+    email: str = Field(
+        max_length=MAX_EMAIL,
+        examples=["ada@example.com"],
+        json_schema_extra={"format": "email"},
+        description="An address we can write to: ASCII before the @-sign, no look-alike "
+        "letters in the domain; compared case-insensitively.",
+    )
+    password: str = Field(
+        min_length=MIN_LENGTH,
+        max_length=MAX_LENGTH,
+        examples=["correct horse battery staple"],
+        json_schema_extra={"format": "password"},
+        description="8 to 128 characters; not one repeated character, the e-mail address, "
+        "the site's name or a common password.",
+    )
+    given_name: PersonName | None = Field(default=None, examples=["Ada"], description=NAME_RULE)
+    family_name: PersonName | None = Field(
+        default=None, examples=["Lovelace"], description=NAME_RULE
+    )
     # SIGNUP_CHALLENGE=pow: the base64 ALTCHA solution of a challenge from
     # GET /signup/challenge (ignored while the challenge is off).
     challenge: str | None = Field(
         default=None,
         max_length=4096,
+        # Base64 only: also bounds the body a schema-valid request makes (16 KiB at most).
+        pattern=r"^[A-Za-z0-9+/=_-]*$",
         description="The proof-of-work solution (base64 JSON) when the site asks for one.",
     )
     # The honeypot (docs/abuse.md): the page hides it from people and screen readers
@@ -170,6 +198,10 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
             message = FIELD_MESSAGES.get(kind, error["msg"])
             if kind == "value_error" and "error" in ctx:
                 message = str(ctx["error"])
+            elif kind == "string_too_short" and "min_length" in ctx:
+                message = f"Use at least {ctx['min_length']} characters."
+            elif kind == "string_too_long" and "max_length" in ctx:
+                message = f"Use at most {ctx['max_length']} characters."
             errors.append(
                 field_error(field, message, f"{field}.{CODE_SUFFIXES.get(kind, 'invalid')}")
             )
