@@ -174,3 +174,14 @@ async def test_solve_time_with_the_cpu_slowed_four_times(pow_page: Page) -> None
             f"max {max(times):.0f} ms over {len(times)}"
         )
     assert all(t > 0 for times in figures.values() for t in times)
+
+
+async def test_the_widget_speaks_the_page_s_language(pow_page: Page) -> None:
+    page = pow_page
+    await page.goto("/signup?lang=de")
+    await page.evaluate(WAIT_VERIFIED)
+    widget = page.locator("altcha-widget")
+    await expect(widget).to_contain_text("Geprüft")
+    await page.goto("/signup")
+    await page.evaluate(WAIT_VERIFIED)
+    await expect(page.locator("altcha-widget label")).to_contain_text("Verified")

@@ -188,3 +188,17 @@ def test_pow_needs_a_long_key_and_previous_keys_are_a_list() -> None:
     assert [k.get_secret_value() for k in settings.challenge_previous_keys] == ["a", "b"]
     assert "a" not in repr(settings.challenge_previous_keys)
     assert Settings(_env_file=None).challenge == "off"  # type: ignore[call-arg]
+
+
+def test_the_page_shows_the_widget_only_when_on_and_in_the_page_s_language() -> None:
+    from signup.entrypoints.web.page import render_page
+
+    on = Settings(_env_file=None, challenge="pow", challenge_key=KEY)  # type: ignore[call-arg]
+    english, german = render_page(on, "en"), render_page(on, "de")
+    for page in (english, german):
+        assert '<altcha-widget id="challenge-widget" challengeurl="/signup/challenge"' in page
+        assert '<script type="module" src="/static/vendor/altcha/altcha.js?v=' in page
+        assert 'workerurl="/static/vendor/altcha/worker.js?v=' in page
+    assert "I&#39;m not a robot" in english or "I\\u0027m not a robot" in english
+    assert "Ich bin kein Roboter" in german
+    assert "altcha" not in render_page(Settings(_env_file=None))  # type: ignore[call-arg]

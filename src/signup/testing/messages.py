@@ -14,7 +14,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 
 from signup.entrypoints.web.error_text import ERROR_TEXT, PROBLEM_DETAILS
-from signup.entrypoints.web.page import SCRIPT_TEXT
+from signup.entrypoints.web.page import CHALLENGE_TEXT, SCRIPT_TEXT
 
 PACKAGE = Path(__file__).resolve().parents[1]
 # Where the words are: the pages' and e-mails' templates, and the verification page.
@@ -38,7 +38,7 @@ def gather() -> Catalog:
         keywords={"_": None, "gettext": None},
     ):
         catalog.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
-    for text in SCRIPT_TEXT.values():
+    for text in (*SCRIPT_TEXT.values(), *CHALLENGE_TEXT.values()):
         catalog.add(text, None, [("entrypoints/web/page.py", 0)])
     for text in PROBLEM_DETAILS:
         catalog.add(text, None, [("entrypoints/web/error_text.py", 0)])

@@ -129,6 +129,22 @@ SCRIPT_TEXT = {
 }
 
 
+# The proof-of-work widget's words (ALTCHA's `strings`), in the page's language; the
+# English is ALTCHA's own.
+CHALLENGE_TEXT = {
+    "label": "I'm not a robot",
+    "verifying": "Checking your browser…",
+    "verified": "Verified",
+    "verify": "Verify",
+    "loading": "Loading…",
+    "reload": "Reload",
+    "error": "Verification failed. Try again later.",
+    "expired": "Verification expired. Try again.",
+    "verificationRequired": "Verification required!",
+    "waitAlert": "Checking your browser… please wait.",
+}
+
+
 class PageTemplates:
     """The branded pages' templates in each language (one environment per language)."""
 
@@ -151,6 +167,7 @@ class PageTemplates:
             **page_context(self.settings),
             "lang": language,
             "script_text": {key: translate(text) for key, text in SCRIPT_TEXT.items()},
+            "challenge_text": {key: translate(text) for key, text in CHALLENGE_TEXT.items()},
         }
 
     def render(self, template: str, language: str, **values: Any) -> str:
