@@ -6,13 +6,19 @@ form chose."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
+import aio_pika
 import aiohttp
+import orjson
+from aio_pika.abc import AbstractQueue
+from pydantic import SecretStr
 from worker_fixtures import Broker, SmtpSink, broker, smtp, sqlite_url, wait_for, worker
 
 from signup.settings import Settings
+from signup.testing.auth0_standin import running_standin
 from signup.testing.server import serving
 
 __all__ = ["broker", "smtp", "sqlite_url"]  # fixtures
@@ -105,3 +111,47 @@ async def test_without_hidden_accounts_a_taken_address_is_409_and_nobody_is_told
         await asyncio.sleep(1.5)
     assert status == 409
     assert len(smtp.received) == 1
+
+
+async def test_with_auth0_the_notice_names_the_auth0_account(
+    make_settings: Callable[..., Settings],
+    bound_queue: AbstractQueue,
+    amqp_url: str,
+    exchange_name: str,
+) -> None:
+    """Auth0 keeps the accounts: the owner's user id is looked up, once the hour allows."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection, running_standin() as standin:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(exchange_name)
+        notices = await channel.declare_queue(exclusive=True)
+        await notices.bind(exchange, "user.signup_attempted")
+        settings = make_settings(
+            hide_existing_accounts=True,
+            identity_provider="auth0",
+            auth0_domain=standin.domain,
+            auth0_client_id=standin.client_id,
+            auth0_client_secret=SecretStr(standin.client_secret),
+            auth0_base_url=standin.url,
+        )
+        async with serving(settings) as url, aiohttp.ClientSession() as http:
+            status, owner = await post(
+                http, url, {"email": "ada@example.com", "password": PASSWORD}
+            )
+            answers = [await post(http, url, MALLORY) for _ in range(2)]
+            message = None
+            for _ in range(100):  # basic.get does not wait: poll while the relay works
+                message = await notices.get(fail=False)
+                if message is not None:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)
+            more = await notices.get(fail=False)
+    assert status == 201 and [s for s, _ in answers] == [201, 201]
+    assert message is not None and more is None
+    event = orjson.loads(message.body)
+    assert message.routing_key == "user.signup_attempted"
+    assert message.message_id == event["id"] and message.type == "user.signup_attempted"
+    assert event["type"] == "user.signup_attempted"
+    assert event["data"]["user_id"] == owner["user_id"] and owner["user_id"].startswith("auth0|")
+    assert set(event["data"]) == {"user_id", "email", "attempted_at"}
