@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -17,6 +18,7 @@ from aio_pika.abc import AbstractQueue
 from pydantic import SecretStr
 from worker_fixtures import Broker, SmtpSink, broker, smtp, sqlite_url, wait_for, worker
 
+from signup.adapters.database import migrate
 from signup.settings import Settings
 from signup.testing.auth0_standin import running_standin
 from signup.testing.server import serving
@@ -51,6 +53,14 @@ def settings_for(broker: Broker, sqlite_url: str, smtp: SmtpSink, **more: Any) -
     return broker.settings(**{**values, **more})
 
 
+async def apart(settings: Settings, tmp_path: Path) -> Settings:
+    """The worker's own database (its processed ids), as a deployment's worker may have:
+    the web app's writer and the worker's then never wait on one SQLite file's lock."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'worker.db'}"
+    await asyncio.to_thread(migrate, url)
+    return settings.model_copy(update={"database_url": url})
+
+
 def text_of(message: EmailMessage) -> str:
     text = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))
@@ -64,11 +74,11 @@ async def post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> t
 
 
 async def test_the_owner_is_told_once_an_hour_and_learns_nothing_the_stranger_typed(
-    broker: Broker, sqlite_url: str, smtp: SmtpSink
+    broker: Broker, sqlite_url: str, smtp: SmtpSink, tmp_path: Path
 ) -> None:
     settings = settings_for(broker, sqlite_url, smtp)
     async with (
-        worker(broker, "welcome-email", settings) as consumer,
+        worker(broker, "welcome-email", await apart(settings, tmp_path)) as consumer,
         serving(settings) as url,
         aiohttp.ClientSession() as http,
     ):
@@ -97,11 +107,11 @@ async def test_the_owner_is_told_once_an_hour_and_learns_nothing_the_stranger_ty
 
 
 async def test_without_hidden_accounts_a_taken_address_is_409_and_nobody_is_told(
-    broker: Broker, sqlite_url: str, smtp: SmtpSink
+    broker: Broker, sqlite_url: str, smtp: SmtpSink, tmp_path: Path
 ) -> None:
     settings = settings_for(broker, sqlite_url, smtp, hide_existing_accounts=False)
     async with (
-        worker(broker, "welcome-email", settings),
+        worker(broker, "welcome-email", await apart(settings, tmp_path)),
         serving(settings) as url,
         aiohttp.ClientSession() as http,
     ):
