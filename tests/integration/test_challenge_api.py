@@ -193,3 +193,32 @@ async def test_expired_records_are_pruned(
         assert not await spent.spend("b" * 64, "o3", now + timedelta(minutes=5)), "kept"
     finally:
         await container.aclose()
+
+
+async def test_with_redis_away_a_good_solution_gets_503_not_500(
+    make_settings: Callable[..., Settings], http: aiohttp.ClientSession
+) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings = make_settings(
+        challenge="pow",
+        challenge_key=KEY,
+        challenge_difficulty=DIFFICULTY,
+        redis_url=f"redis://127.0.0.1:{port}/0",
+    )
+    async with (
+        serving(settings) as base,
+        http.post(
+            f"{base}/user/signup",
+            json={
+                "email": "redis.away@example.com",
+                "password": PASSWORD,
+                "challenge": solve(await challenge(http, base)),
+            },
+        ) as response,
+    ):
+        assert response.status == 503
+        assert response.headers["retry-after"] == "5"
+        assert (await response.json())["type"] == "urn:signup:problem:storage-unavailable"
+    assert (await counts(settings.database_url))["users"] == 0

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import structlog
+from coredis.exceptions import RedisError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
@@ -117,6 +118,18 @@ def create_app(
             suffix = CODE_SUFFIXES.get(e["type"], "invalid")
             errors.append({"field": field, "message": e["msg"], "code": f"{field}.{suffix}"})
         return problem(422, "invalid-input", "Some fields need attention.", errors=errors)
+
+    @app.exception_handler(RedisError)
+    async def shared_store_unavailable(request: Request, exc: RedisError) -> Response:
+        # SIGNUP_REDIS_URL's store (the rate limits' counts, the used proof-of-work
+        # solutions) away: nothing was done for this request, so it may be sent again.
+        structlog.get_logger(__name__).error("storage.unavailable", store="redis", error=str(exc))
+        return problem(
+            503,
+            "storage-unavailable",
+            "Sign-up is briefly unavailable. Please try again in a moment.",
+            retry_after=5,
+        )
 
     @app.exception_handler(DBAPIError)
     async def storage_unavailable(request: Request, exc: DBAPIError) -> Response:
