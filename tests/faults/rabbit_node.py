@@ -26,7 +26,10 @@ CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 
 class RabbitNode:
-    def __init__(self) -> None:
+    def __init__(self, home: Path | None = None) -> None:
+        # HOME holds the Erlang cookie the node and rabbitmqctl share: the `rabbitmq`
+        # user's own, or a cluster's (tests/faults/rabbit_cluster.py).
+        self.home = home or Path("/var/lib/rabbitmq")
         self.name = f"signup-test-{secrets.token_hex(4)}@localhost"
         self.port = free_port()
         self.dist_port = free_port()
@@ -42,7 +45,7 @@ class RabbitNode:
     def _env(self) -> dict[str, str]:
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": "/var/lib/rabbitmq",  # its .erlang.cookie, shared with rabbitmqctl
+            "HOME": str(self.home),  # its .erlang.cookie, shared with rabbitmqctl
             "RABBITMQ_NODENAME": self.name,
             "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
@@ -95,6 +98,35 @@ class RabbitNode:
                 f"{result.stdout}\n{result.stderr}\n{self.log_tail()}"
             )
         return result.stdout
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def vm_pid(self) -> int | None:
+        """The Erlang VM's pid (its pid file), for a `kill -9`."""
+        pid_file = self.base / "node.pid"
+        try:
+            return int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def kill9(self) -> None:
+        """SIGKILL the Erlang VM, as a crash of the host would end it; `restart()` after."""
+        pid = self.vm_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(timeout=10)
+            self._process = None
+        (self.base / "node.pid").unlink(missing_ok=True)
+
+    def restart(self, timeout: float = 90.0) -> None:
+        """Start the node again on its data (after `kill9`), as a rebooted host does."""
+        self.start(timeout)
 
     def connections_named(self, name: str) -> int:
         """Connections a client of this name opened (the node's log names each)."""
