@@ -102,7 +102,9 @@ class Site:
 
     async def events_in(self, tx: Transaction) -> list[UserRegistered]:
         entries = await tx.outbox.unpublished(10_000)
-        return [UserRegistered.from_json(e.payload) for e in entries]
+        # `user.new` only: a registered address's owner notice (`user.signup_attempted`,
+        # docs/abuse.md) is another event.
+        return [UserRegistered.from_json(e.payload) for e in entries if e.routing_key == "user.new"]
 
     async def events_for(self, user_ids: set[str]) -> list[UserRegistered]:
         every = await self.uow.read(self.events_in)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -106,6 +107,14 @@ def _sqlite_setup(engine: Engine, *, writer: bool, synchronous: Synchronous) -> 
         cursor = conn.connection.dbapi_connection.cursor()
         try:
             cursor.execute(begin)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            # Raised here, SQLAlchemy would let the driver's own error through (it wraps
+            # only what its execution raises): wrapped, a file whose write lock is not
+            # had within the busy timeout ("database is locked") is a `DBAPIError`, which
+            # the web app answers 503 with Retry-After, not 500.
+            raise DBAPIError.instance(
+                begin, None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True
+            ) from exc
         finally:
             cursor.close()
 

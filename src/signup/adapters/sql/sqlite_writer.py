@@ -184,10 +184,20 @@ class SqliteWriter:
         """The batch in one transaction (on the event loop); on failure, each alone."""
         conn = self._connection()
         try:
-            with conn.begin():
+            transaction = conn.begin()
+        except Exception as exc:  # e.g. the write lock not had within the busy timeout
+            # Every work fails at once: run alone, each would wait the busy timeout again,
+            # on the event loop. The connection goes, and with it whatever state the
+            # failed BEGIN left on it; the next batch takes it afresh from the pool.
+            self._drop_connection()
+            return [(False, exc)] * len(jobs), []
+        try:
+            with transaction:
                 tx = SqlTransaction(InlineConnection(conn, self._plans), self._settings.clock)
                 results = [run_inline(job.work(tx)) for job in jobs]
         except Exception as exc:
+            if conn.in_transaction() or conn.invalidated:
+                self._drop_connection()  # never a transaction left open on it
             if len(jobs) == 1:
                 return [(False, exc)], []
             outcomes: list[Outcome] = []
@@ -211,6 +221,12 @@ class SqliteWriter:
             assert raw is not None
             raw.execute(f"PRAGMA journal_size_limit={int(self._settings.wal_limit_bytes)}")
         return conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()  # back to the pool, which rolls back whatever is open
 
     async def _checkpoint_forever(self, database: str) -> None:
         """Copy the WAL back into the database file beside the writer, never inside it.
