@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,6 +22,7 @@ from sqlalchemy import func, select
 from signup.adapters import tables as t
 from signup.adapters.database import create_engine
 from signup.adapters.sql import SqlUnitOfWork
+from signup.bootstrap import bootstrap
 from signup.domain.events import UserRegistered
 from signup.settings import Settings
 from signup.testing.auth0_standin import Auth0Standin, running_standin
@@ -36,6 +39,7 @@ class Hooked:
     http: aiohttp.ClientSession
     uow: SqlUnitOfWork
     standin: Auth0Standin
+    settings: Settings
 
     async def events(self) -> list[UserRegistered]:
         entries = await self.uow.read(lambda tx: tx.outbox.unpublished(10_000))
@@ -63,7 +67,7 @@ class Hooked:
 @pytest.fixture
 def start(database_url: str, make_settings: Callable[..., Settings]) -> Callable[..., Any]:
     @asynccontextmanager
-    async def started(**overrides: Any) -> AsyncIterator[Hooked]:
+    async def started(*, relay: bool = False, **overrides: Any) -> AsyncIterator[Hooked]:
         async with AsyncExitStack() as stack:
             standin = await stack.enter_async_context(running_standin())
             values: dict[str, Any] = {
@@ -76,8 +80,8 @@ def start(database_url: str, make_settings: Callable[..., Settings]) -> Callable
                 "auth0_events_token": TOKEN,
                 **overrides,
             }
-            # The relay stays off: every event written is still in the outbox.
-            url = await stack.enter_async_context(serving(make_settings(**values), run_relay=False))
+            # The relay stays off unless asked: every event written stays in the outbox.
+            url = await stack.enter_async_context(serving(make_settings(**values), run_relay=relay))
             standin.configure(stream_url=f"{url}/hooks/auth0", stream_token=TOKEN)
             http = await stack.enter_async_context(aiohttp.ClientSession())
             uow = SqlUnitOfWork(
@@ -86,7 +90,7 @@ def start(database_url: str, make_settings: Callable[..., Settings]) -> Callable
                 clock=lambda: datetime.now(UTC),
             )
             try:
-                yield Hooked(url, http, uow, standin)
+                yield Hooked(url, http, uow, standin, make_settings(**values))
             finally:
                 await uow.close()
                 await uow.writer.dispose()
@@ -283,3 +287,135 @@ async def test_a_cross_site_looking_post_is_not_refused_by_the_browser_guard(
         forged = {**headers, "Authorization": "Bearer nope"}
         assert (await site.post(event_body("google-oauth2|43"), forged)).status == 401
         assert len(await site.events()) == 1
+
+
+ACTIONS = Path(__file__).parents[2] / "docs" / "actions"
+RUN_ACTION = """
+const [file, trigger, url, token, event] = process.argv.slice(1);
+const action = require(file);
+const e = JSON.parse(event);
+e.secrets = {SIGNUP_HOOK_URL: url, SIGNUP_HOOK_TOKEN: token};
+action[trigger](e, {}).then(
+  () => console.log("done"),
+  (err) => { console.error(err); process.exit(1); },
+);
+"""
+
+
+async def run_action(file: str, trigger: str, url: str, token: str, event: dict[str, Any]) -> str:
+    node = shutil.which("node")
+    assert node is not None, "Node.js runs the Actions shipped in docs/actions"
+    process = await asyncio.create_subprocess_exec(
+        node,
+        "-e",
+        RUN_ACTION,
+        str(ACTIONS / file),
+        trigger,
+        url,
+        token,
+        orjson.dumps(event).decode(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    return out.decode() + err.decode()
+
+
+async def test_the_shipped_actions_post_what_the_hook_takes_once_per_account(
+    start: Callable[..., Any],
+) -> None:
+    async with start() as site:
+        hook = f"{site.url}/hooks/auth0"
+        social = {
+            "user_id": "github|7",
+            "email": "linus@example.com",
+            "email_verified": True,
+            "name": "Linus",
+            "created_at": "2026-12-05T10:00:00.000Z",
+            "identities": [
+                {"connection": "github", "provider": "github", "isSocial": True, "user_id": "7"}
+            ],
+        }
+        login = {"stats": {"logins_count": 1}, "tenant": {"id": "nc"}, "user": social}
+        await run_action("post-login.js", "onExecutePostLogin", hook, TOKEN, login)
+        await run_action("post-login.js", "onExecutePostLogin", hook, TOKEN, login)  # again
+        later = {**login, "stats": {"logins_count": 2}, "user": {**social, "user_id": "x|1"}}
+        await run_action("post-login.js", "onExecutePostLogin", hook, TOKEN, later)
+        staff = {
+            "user": {"user_id": "auth0|abc", "email": "staff@example.com", "name": "Staff"},
+            "connection": {"name": "Username-Password-Authentication"},
+            "tenant": {"id": "nc"},
+        }
+        trigger = "onExecutePostUserRegistration"
+        await run_action("post-user-registration.js", trigger, hook, TOKEN, staff)
+        said = await run_action("post-user-registration.js", trigger, hook, "wrong-token", staff)
+        assert "401" in said  # logged, given up at once, the registration not failed
+        seen = {e.data.user_id: e for e in await site.events()}
+        assert sorted(seen) == ["auth0|abc", "github|7"]
+        assert seen["github|7"].data.is_social and seen["github|7"].data.connection == "github"
+        assert seen["auth0|abc"].data.origin == "auth0-event"
+        assert seen["github|7"].auth0eventid == "act_login_github|7"
+
+
+async def test_every_path_in_any_order_gives_one_message_per_account_on_the_broker(
+    start: Callable[..., Any], bound_queue: Any
+) -> None:
+    """Social, dashboard and form accounts, told by the stream (duplicated, out of order),
+    the Action, the sweep and the form, some several times: one event each on RabbitMQ."""
+    async with start(relay=True) as site:
+        site.standin.configure(stream_share_duplicate=0.5, stream_max_delay=0.3)
+        social = [site.standin.create_outside("social", f"s{n}@example.com") for n in range(5)]
+        staff = [site.standin.create_outside("dashboard", f"d{n}@example.com") for n in range(5)]
+        forms = []
+        for n in range(3):
+            body = {"email": f"f{n}@example.com", "password": "violet tractor anthem"}
+            async with site.http.post(f"{site.url}/user/signup", json=body) as answer:
+                assert answer.status == 201
+                forms.append((await answer.json())["user_id"])
+        hook = f"{site.url}/hooks/auth0"
+        for user in social[:2]:  # the Action too, for some
+            login = {"stats": {"logins_count": 1}, "tenant": {"id": "nc"}, "user": user}
+            await run_action("post-login.js", "onExecutePostLogin", hook, TOKEN, login)
+        container = bootstrap(site.settings)  # the sweep, as `signup sweep` would run it
+        try:
+            assert container.sweep is not None
+            await container.sweep.run(datetime.now(UTC) - timedelta(minutes=5))
+        finally:
+            await container.aclose()
+        async with asyncio.timeout(60):
+            await site.standin.stream.drained()
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        for event in reversed(site.standin.stream.sent):  # Auth0 retrying, in another order
+            assert (await site.post(orjson.dumps(event), headers)).status == 204
+        expected = {u["user_id"] for u in social + staff} | set(forms)
+        received: dict[str, set[str]] = {}
+        messages = 0
+
+        async def take() -> bool:
+            nonlocal messages
+            message = await bound_queue.get(fail=False)
+            if message is None:
+                return False
+            await message.ack()
+            event = UserRegistered.from_json(message.body)
+            received.setdefault(event.data.user_id, set()).add(event.id)
+            messages += 1
+            return True
+
+        # Until the outbox is empty (every event confirmed) and every account arrived.
+        for _ in range(1200):
+            pending = (await site.uow.read(lambda tx: tx.outbox.status())).pending
+            if not pending and set(received) == expected:
+                break
+            if not await take():
+                await asyncio.sleep(0.05)
+        assert not pending, f"{pending} events left in the outbox; {len(received)} arrived"
+        await asyncio.sleep(0.5)
+        while await take():
+            pass
+        assert set(received) == expected
+        assert all(len(ids) == 1 for ids in received.values()), received
+        assert messages == len(expected)
+        origins = await site.uow.read(lambda tx: tx.announced.count_by_origin())
+        assert origins["form"] == 3 and sum(origins.values()) == 13
