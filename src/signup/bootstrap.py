@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
+import hmac
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -312,6 +315,7 @@ def bootstrap(
         hide_existing=settings.hide_existing_accounts,
         in_flight_for=timedelta(seconds=settings.auth0_timeout_seconds * 3),
         liveness=None if provider.transactional else build_liveness(settings.database_url, reader),
+        decoy_key=decoy_key(settings),
     )
     publisher = publisher or AmqpPublisher(BrokerNodes(settings.amqp_urls), settings.exchange)
 
@@ -404,6 +408,17 @@ def build_sweep(
         clock=clock,
         overlap=timedelta(seconds=settings.auth0_sweep_overlap_seconds),
     )
+
+
+def decoy_key(settings: Settings) -> bytes:
+    """The honeypot's decoy ids' key: from a secret every process shares (the
+    challenge's or the links' key, under a label of its own, so that it reveals neither),
+    else one of this process's own (a repeat on another process then gets another id)."""
+    shared = settings.challenge_key or settings.verify_key
+    if shared is None:
+        return secrets.token_bytes(32)
+    secret = shared.get_secret_value().encode()
+    return hmac.new(secret, b"signup honeypot decoy ids", hashlib.sha256).digest()
 
 
 def email_verification(

@@ -5,6 +5,7 @@ a stable code, counted by reason, and logged without the address or the password
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import structlog
 from aio_pika.abc import AbstractQueue
 from prometheus_client import REGISTRY
 
+from signup.adapters.database import sqlite_file
 from signup.settings import Settings
 from signup.testing.pwned_standin import PwnedStandin, running_pwned_standin, sha1_hex
 from signup.testing.server import serving
@@ -129,6 +131,46 @@ async def test_a_filled_honeypot_answers_as_a_success_and_makes_nothing(
     assert sorted(e["data"]["user_id"] for e in published) == sorted(
         [real[1]["user_id"], empty[1]["user_id"]]
     )
+
+
+def rows_in(sqlite_url: str) -> dict[str, int]:
+    path = sqlite_file(sqlite_url)
+    assert path is not None
+    with sqlite3.connect(path) as conn:
+        return {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("signups", "users", "outbox")
+        }
+
+
+async def test_a_repeated_honeypot_request_gets_the_same_decoy_id_and_writes_nothing(
+    make_settings: Callable[..., Settings],
+    sqlite_url: str,
+    http: aiohttp.ClientSession,
+) -> None:
+    """As a real sign-up's replay answers the same id for the same Idempotency-Key."""
+    trap = {"email": "bot@example.com", "password": PASSWORD, "website": "x"}
+    real = {"email": "ada@example.com", "password": PASSWORD}
+
+    async def sign_up(body: dict[str, Any], key: str | None) -> str:
+        headers = {"Idempotency-Key": key} if key else {}
+        async with http.post(f"{url}/user/signup", json=body, headers=headers) as response:
+            assert response.status == 201, await response.text()
+            user_id: str = (await response.json())["user_id"]
+            return user_id
+
+    async with serving(make_settings()) as url:
+        first, again = await sign_up(real, "key-real"), await sign_up(real, "key-real")
+        assert first == again  # what a bot sees of a real sign-up
+        written = rows_in(sqlite_url)
+        trapped = [await sign_up(trap, "key-1") for _ in range(3)]
+        other_key = await sign_up(trap, "key-2")
+        other_email = await sign_up({**trap, "email": "eve@example.com"}, "key-1")
+        without_key = {await sign_up(trap, None) for _ in range(2)}
+        assert rows_in(sqlite_url) == written, "a decoy writes nothing"
+    assert len(set(trapped)) == 1, trapped
+    assert trapped[0].startswith("local|") and len(trapped[0]) == len(first)
+    assert len({trapped[0], other_key, other_email, *without_key}) == 5
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from signup.bootstrap import decoy_key
 from signup.domain.commands import RegisterUser
 from signup.domain.errors import (
     EmailAlreadyRegistered,
@@ -20,6 +21,7 @@ from signup.domain.errors import (
 from signup.domain.events import SignupAttempted, UserRegistered
 from signup.domain.model import Applicant, CreatedAccount, SignUpStatus
 from signup.service_layer.registration import RegistrationService, time_ordered_id
+from signup.settings import Settings
 from signup.testing.fakes import (
     FakeIdentityProvider,
     FakeUnitOfWork,
@@ -422,3 +424,27 @@ def test_ids_are_uuid7_and_sort_in_the_order_they_were_made() -> None:
     assert made == sorted(made)
     assert len(set(made)) == len(made)
     assert {uuid.UUID(i).version for i in made} == {7}
+
+
+def test_the_honeypot_decoy_is_stable_for_a_key_across_processes_sharing_a_secret(
+    uow: FakeUnitOfWork, provider: FakeIdentityProvider, clock: ManualClock
+) -> None:
+    settings = Settings(_env_file=None, challenge="pow", challenge_key="k" * 32)  # type: ignore[call-arg]
+
+    def process(key: bytes) -> RegistrationService:
+        return RegistrationService(
+            uow=uow, provider=provider, clock=clock, source="urn:test", decoy_key=key
+        )
+
+    one, two = process(decoy_key(settings)), process(decoy_key(settings))
+    stranger = process(decoy_key(Settings(_env_file=None)))  # type: ignore[call-arg]
+    first = one.decoy("bot@example.com", "key-1")
+    assert two.decoy("bot@example.com", "key-1") == first
+    assert one.decoy("bot@example.com", "key-2") != first
+    assert stranger.decoy("bot@example.com", "key-1") != first  # without the secret
+    assert one.decoy("bot@example.com") != one.decoy("bot@example.com")  # no key: fresh
+    assert (
+        first.user_id.startswith(f"{provider.name}|")
+        and len(first.user_id) == len(provider.name) + 25
+    )
+    assert "k" * 32 not in repr(one)

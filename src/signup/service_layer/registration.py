@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -53,6 +55,10 @@ class RegistrationService:
     liveness: Liveness | None = None
     # Hidden accounts: the owner of an address someone tried is told at most this often.
     notice_every: timedelta = NOTICE_EVERY
+    # Keys the honeypot's decoy ids (`decoy`): a secret, so an id cannot be told for a
+    # decoy by recomputing it; bootstrap derives one from a configured secret so that
+    # every process answers a repeated request alike.
+    decoy_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
     # Where accounts are found by e-mail: the provider when it keeps them, else None and
     # our own store (`accounts_for`).
@@ -91,10 +97,18 @@ class RegistrationService:
             return await self._register_in_our_store(cmd, print_)
         return await self._register_remotely(cmd, print_, same_request)
 
-    def decoy(self, email: str) -> Registered:
+    def decoy(self, email: str, idempotency_key: str | None = None) -> Registered:
         """A success's answer with a user id of the provider's form that names nobody:
-        for an answer that must look like a sign-up where none was made."""
-        return Registered(f"{self.provider.name}|{secrets.token_hex(12)}", email)
+        for an answer that must look like a sign-up where none was made.
+
+        With an Idempotency-Key the id is the same for the same key and address, as a
+        real sign-up's replay answers the same id, and nothing is written for it.
+        """
+        if not idempotency_key:
+            return Registered(f"{self.provider.name}|{secrets.token_hex(12)}", email)
+        message = f"{idempotency_key}\n{email}".encode()
+        digest = hmac.new(self.decoy_key, message, hashlib.sha256).hexdigest()
+        return Registered(f"{self.provider.name}|{digest[:24]}", email)
 
     async def reconcile(self, older_than: timedelta, limit: int = 500) -> dict[str, int]:
         """Settle sign-ups whose provider outcome was never learnt (crash, timeout)."""

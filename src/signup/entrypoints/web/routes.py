@@ -210,7 +210,7 @@ async def _sign_up(
     if checked.website:
         # The honeypot, filled: a bot. It gets a success's answer, and nothing happens.
         _count_refusal("honeypot", ["honeypot"])
-        return _created(container.registration.decoy(checked.email).body())
+        return _created(container.registration.decoy(checked.email, idempotency_key).body())
     applicant = checked.applicant()
     if not rules.form.empty:
         # The language the page was shown in: its consent texts are the ones recorded.
