@@ -224,3 +224,39 @@ async def test_a_consent_text_changed_without_a_new_version_is_refused_at_start(
         assert await check_consent_texts(container.uow, form("Ich stimme zu!", "2"), now) == 2
     finally:
         await container.aclose()
+
+
+@pytest.mark.parametrize(
+    ("language", "company", "terms"),
+    [("en", "Company", "I accept the terms of service."), ("de", "Firma", TERMS_DE)],
+)
+async def test_the_page_shows_the_form_in_the_language_asked(
+    base: str, http: aiohttp.ClientSession, language: str, company: str, terms: str
+) -> None:
+    async with http.get(f"{base}/signup?lang={language}") as response:
+        assert response.status == 200
+        page = await response.text()
+    # Each control has its label, and its help and error are tied to it.
+    assert f'<label class="field__label" for="fields.company">{company} ' in page
+    assert 'id="fields.company" name="fields.company" type="text"' in page
+    assert 'maxlength="100"' in page
+    assert 'aria-describedby="fields.company-help fields.company-error"' in page
+    assert 'id="fields.company-error" data-error-for="fields.company"' in page
+    assert '<select class="field__input" id="fields.role" name="fields.role" required' in page
+    assert '<option value="developer">developer</option>' in page
+    assert 'id="fields.birthday" name="fields.birthday" type="date"' in page
+    assert 'autocomplete="country"' in page and '<option value="DE">' in page
+    assert 'type="checkbox" value="true"\n' in page or 'type="checkbox"' in page
+    assert f'<label class="field__label" for="consents.terms">{terms} ' in page
+    assert 'id="consents.terms" name="consents.terms" type="checkbox"' in page
+    # signup.js learns what to send where.
+    assert "data-extra-fields=" in page and "consents.marketing" in page
+
+
+async def test_without_a_form_the_page_is_as_before(
+    make_settings: Callable[..., Settings], http: aiohttp.ClientSession
+) -> None:
+    async with serving(make_settings()) as url, http.get(f"{url}/signup") as response:
+        page = await response.text()
+    assert 'id="fields.' not in page and 'id="consents.' not in page
+    assert "data-extra-fields='[]'" in page

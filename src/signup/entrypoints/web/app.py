@@ -98,7 +98,7 @@ def create_app(
     app.state.languages = localisation.languages
     document_signup(app, app.state.form_rules)
     app.include_router(hooks_router)
-    app.include_router(page_router(settings, localisation))
+    app.include_router(page_router(settings, localisation, app.state.form_rules))
     app.include_router(verify_router(settings, localisation))
     mount_static(app, settings)
     if settings.ops_on_public_port:

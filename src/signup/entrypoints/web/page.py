@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.staticfiles import StaticFiles
 
 from signup.entrypoints.web.challenge import CHALLENGE_PATH
+from signup.entrypoints.web.form_model import FormRules
 from signup.entrypoints.web.hand_over import HandOver
 from signup.entrypoints.web.localisation import Localisation
 from signup.settings import Settings
@@ -168,6 +169,7 @@ class PageTemplates:
             "lang": language,
             "script_text": {key: translate(text) for key, text in SCRIPT_TEXT.items()},
             "challenge_text": {key: translate(text) for key, text in CHALLENGE_TEXT.items()},
+            **form_values(None, language),  # the page's router passes the site's form
         }
 
     def render(self, template: str, language: str, **values: Any) -> str:
@@ -224,13 +226,30 @@ def render_page(
     return PageTemplates(settings, localisation).render(PAGE_TEMPLATE, language)
 
 
-def page_router(settings: Settings, localisation: Localisation | None = None) -> APIRouter:
+def form_values(rules: FormRules | None, language: str) -> dict[str, Any]:
+    """The site's declared fields and consents as the page shows them in `language`."""
+    if rules is None or rules.form.empty:
+        return {"form_fields": [], "consents": [], "extra_fields": []}
+    fields = rules.labels(language)
+    consents = rules.consent_texts(language)
+    return {
+        "form_fields": fields,
+        "consents": consents,
+        # What signup.js sends, and where (`fields.<name>`, `consents.<id>`).
+        "extra_fields": [{"name": f"fields.{f['name']}", "kind": f["type"]} for f in fields]
+        + [{"name": f"consents.{c['id']}", "kind": "consent"} for c in consents],
+    }
+
+
+def page_router(
+    settings: Settings, localisation: Localisation | None = None, rules: FormRules | None = None
+) -> APIRouter:
     """`GET`/`HEAD` `/` and `/signup`: the branded sign-up page in the request's language
-    (`?lang=`, else `Accept-Language`), rendered once per language."""
+    (`?lang=`, else `Accept-Language`), rendered once per language, with the site's form."""
     templates = PageTemplates(settings, localisation)
     # Every language rendered now: a broken template or catalogue stops the start.
     pages = {
-        language: templates.render(PAGE_TEMPLATE, language)
+        language: templates.render(PAGE_TEMPLATE, language, **form_values(rules, language))
         for language in templates.localisation.languages.available
     }
     router = APIRouter(tags=["page"])

@@ -120,6 +120,17 @@
     var endpoint = form.getAttribute("data-endpoint") || form.getAttribute("action");
     useMessages(form);
     var minLength = parseInt(form.getAttribute("data-password-min-length"), 10) || 8;
+    // The site's own fields and consents (SIGNUP_FORM_FILE): [{name, kind}], each named as
+    // the API names it (`fields.<name>`, `consents.<id>`), errors shown as for the others.
+    var extra = [];
+    try {
+      extra = JSON.parse(form.getAttribute("data-extra-fields") || "[]");
+    } catch (e) {
+      extra = [];
+    }
+    extra.forEach(function (item) {
+      FIELDS.push(item.name);
+    });
 
     // The script shows its own messages, in place, in the same way as the server's.
     form.noValidate = true;
@@ -297,6 +308,25 @@
         if (value) {
           data[name] = value;
         }
+      });
+      extra.forEach(function (item) {
+        var el = input(item.name);
+        if (!el) {
+          return;
+        }
+        var dot = item.name.indexOf(".");
+        var part = item.name.slice(0, dot);
+        var key = item.name.slice(dot + 1);
+        var value;
+        if (item.kind === "checkbox" || item.kind === "consent") {
+          value = el.checked;
+        } else {
+          value = el.value.trim();
+          if (!value) {
+            return; // left empty: not sent (the server names a required one)
+          }
+        }
+        (data[part] = data[part] || {})[key] = value;
       });
       // The honeypot, hidden from people: sent only when something filled it.
       var trap = document.getElementById("website");
