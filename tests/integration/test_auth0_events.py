@@ -419,3 +419,42 @@ async def test_every_path_in_any_order_gives_one_message_per_account_on_the_brok
         assert messages == len(expected)
         origins = await site.uow.read(lambda tx: tx.announced.count_by_origin())
         assert origins["form"] == 3 and sum(origins.values()) == 13
+
+
+async def test_a_burst_of_1000_deliveries_is_all_2xx_and_each_account_announced_once(
+    start: Callable[..., Any],
+) -> None:
+    """1,000 deliveries at once (500 accounts, each delivered twice), as fast as the client
+    sends them: every one answered 2xx, and one event per account. How fast: bench/."""
+    async with start() as site:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        bodies = [event_body(f"google-oauth2|{n}") for n in range(500)] * 2
+        connector = aiohttp.TCPConnector(limit=100)
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def deliver(body: bytes) -> int:
+                async with http.post(f"{site.url}/hooks/auth0", data=body, headers=headers) as r:
+                    await r.read()
+                    return r.status
+
+            async with asyncio.timeout(10):
+                statuses = await asyncio.gather(*(deliver(b) for b in bodies))
+        assert set(statuses) == {204}
+        seen = by_user(await site.events())
+        assert len(seen) == 500 and all(len(e) == 1 for e in seen.values())
+
+
+async def test_deliveries_while_the_broker_is_unreachable_are_all_kept(
+    start: Callable[..., Any],
+) -> None:
+    """The hook waits on the database only: with the broker away every delivery is 2xx and
+    its event waits in the outbox, one per account."""
+    async with start(relay=True, amqp_url="amqp://guest:guest@127.0.0.1:1/") as site:
+        site.standin.configure(stream_share_duplicate=1.0, stream_max_delay=0.1)
+        made = [site.standin.create_outside("social", f"o{n}@example.com") for n in range(20)]
+        async with asyncio.timeout(30):
+            await site.standin.stream.drained()
+        assert site.standin.stream.counters.statuses == {"204": 40}
+        seen = by_user(await site.events())
+        assert sorted(seen) == sorted(u["user_id"] for u in made)
+        assert all(len(e) == 1 for e in seen.values())
