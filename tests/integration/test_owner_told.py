@@ -68,8 +68,11 @@ def text_of(message: EmailMessage) -> str:
     return str(text.get_content()) + str(html.get_content())
 
 
-async def post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> tuple[int, Any]:
-    async with http.post(f"{url}/user/signup", json=body) as response:
+async def post(
+    http: aiohttp.ClientSession, url: str, body: dict[str, Any], language: str | None = None
+) -> tuple[int, Any]:
+    headers = {"Accept-Language": language} if language else {}
+    async with http.post(f"{url}/user/signup", json=body, headers=headers) as response:
         return response.status, await response.json()
 
 
@@ -148,7 +151,7 @@ async def test_with_auth0_the_notice_names_the_auth0_account(
             status, owner = await post(
                 http, url, {"email": "ada@example.com", "password": PASSWORD}
             )
-            answers = [await post(http, url, MALLORY) for _ in range(2)]
+            answers = [await post(http, url, MALLORY, "de-AT, en;q=0.5") for _ in range(2)]
             message = None
             for _ in range(100):  # basic.get does not wait: poll while the relay works
                 message = await notices.get(fail=False)
@@ -164,4 +167,5 @@ async def test_with_auth0_the_notice_names_the_auth0_account(
     assert message.message_id == event["id"] and message.type == "user.signup_attempted"
     assert event["type"] == "user.signup_attempted"
     assert event["data"]["user_id"] == owner["user_id"] and owner["user_id"].startswith("auth0|")
-    assert set(event["data"]) == {"user_id", "email", "attempted_at"}
+    assert set(event["data"]) == {"user_id", "email", "attempted_at", "language"}
+    assert event["data"]["language"] == "de"  # the attempt's: the notice is in German

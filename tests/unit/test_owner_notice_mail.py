@@ -50,6 +50,7 @@ def test_the_event_is_a_cloudevent_with_only_whose_and_when() -> None:
         "user_id": "local|abc",
         "email": "ada@example.com",
         "attempted_at": "2026-12-05T07:30:12.345Z",
+        "language": None,
     }
     assert SignupAttempted.routing_key == "user.signup_attempted"
 

@@ -123,13 +123,20 @@ async def test_hidden_mode_tells_the_owner_at_most_once_an_hour(
     owner = await service.register(command())
     assert notices(uow) == []
     clock.advance(5)
-    await service.register(command(given="Mallory"))
+    attempt = command(given="Mallory")
+    await service.register(replace(attempt, applicant=replace(attempt.applicant, language="de")))
     [notice] = notices(uow)
     assert notice.type == notice.routing_key == "user.signup_attempted"
     assert notice.data.user_id == owner.user_id and notice.data.email == "ada@example.com"
     assert notice.data.attempted_at == clock()
     assert "Mallory" not in notice.to_json().decode(), "nothing typed in the attempt"
-    assert set(notice.as_dict()["data"]) == {"user_id", "email", "attempted_at"}
+    # The attempt's language (the page's, one of the site's), for the notice's words.
+    assert notice.as_dict()["data"] == {
+        "user_id": owner.user_id,
+        "email": "ada@example.com",
+        "attempted_at": notice.as_dict()["time"],
+        "language": "de",
+    }
     for _ in range(3):  # within the hour: answered alike, nothing more written
         clock.advance(600)
         await service.register(command())

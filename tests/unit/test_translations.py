@@ -4,6 +4,7 @@ field errors by code, the welcome e-mail and the verification page's words."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,12 +12,17 @@ import pytest
 from babel.messages.pofile import read_po
 
 from signup.adapters.catalogues import PACKAGE_LOCALE, CatalogueError, Catalogues
-from signup.domain.events import UserRegistered, UserRegisteredData
+from signup.domain.events import (
+    SignupAttempted,
+    SignupAttemptedData,
+    UserRegistered,
+    UserRegisteredData,
+)
 from signup.entrypoints.web.error_text import ERROR_TEXT, localise_errors, shared_code
 from signup.entrypoints.web.language import Languages
 from signup.entrypoints.web.localisation import Localisation
 from signup.entrypoints.web.page import render_page
-from signup.service_layer.consumers import Brand, compose_welcome
+from signup.service_layer.consumers import Brand, compose_attempt_notice, compose_welcome
 from signup.service_layer.verification import VerificationLinks
 from signup.settings import Settings
 from signup.testing.messages import gather
@@ -218,3 +224,39 @@ def test_an_unknown_or_missing_language_gets_english(language: str | None) -> No
 def test_a_regional_tag_finds_its_language() -> None:
     subject, _, _ = _parts("de-AT")
     assert subject == "Willkommen bei Naked Coders"
+
+
+def _notice(language: str | None) -> tuple[str, str, str]:
+    at = datetime(2026, 12, 5, 7, 30, tzinfo=UTC)
+    event = SignupAttempted(
+        id="0193a5c4-7e1f-7c3a-9d2e-5b8f0a1c2d3e",
+        source="urn:signup:test",
+        time=at,
+        data=SignupAttemptedData(
+            user_id="local|abc", email="ada@example.com", attempted_at=at, language=language
+        ),
+    )
+    message = compose_attempt_notice(event, replace(_brand(), sign_in_url="https://nc.test/in"))
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    return str(message["Subject"]), str(text.get_content()), str(html.get_content())
+
+
+def test_the_owner_notice_speaks_the_attempts_language() -> None:
+    subject, text, html = _notice("de")
+    assert subject == "Jemand wollte mit Ihrer Adresse ein Konto bei Naked Coders anlegen"
+    assert text.startswith("Hallo,\n\njemand hat am 2026-12-05 07:30 UTC versucht,")
+    assert "(ada@example.com)" in text and "https://nc.test/in" in text
+    assert "Ihr Naked Coders-Team" in text
+    assert '<html lang="de">' in html and "Bei Naked Coders anmelden" in html
+    assert "(<strong>ada@example.com</strong>)" in html
+    assert "Someone" not in subject + text + html and "someone" not in text + html
+
+
+@pytest.mark.parametrize("language", [None, "en", "fr"])
+def test_an_owner_notice_without_a_known_language_is_english(language: str | None) -> None:
+    subject, text, html = _notice(language)
+    assert subject == "Someone tried to create a Naked Coders account with your address"
+    assert text.startswith("Hello,\n\nsomeone tried to create a Naked Coders account")
+    assert '<html lang="en">' in html and "Sign in to Naked Coders" in html

@@ -170,6 +170,9 @@ class SignupAttemptedData(BaseModel):
     user_id: str = Field(min_length=1)
     email: str = Field(min_length=3)
     attempted_at: datetime
+    # The language the attempt was answered in (one of the site's, as negotiated for the
+    # page), for the notice's words; None: the worker's default (English).
+    language: str | None = None
 
     @field_serializer("attempted_at")
     def _attempted_at(self, value: datetime) -> str:

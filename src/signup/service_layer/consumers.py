@@ -74,7 +74,7 @@ class Brand:
     # The languages the catalogues have: an event in another is written in English.
     languages: tuple[str, ...] = ("en",)
 
-    def language_for(self, event: UserRegistered) -> str:
+    def language_for(self, event: UserRegistered | SignupAttempted) -> str:
         """The event's language if there are words for it, else English."""
         wanted = (event.data.language or "en").lower()
         if wanted in self.languages:
@@ -246,13 +246,17 @@ def compose_attempt_notice(event: SignupAttempted, brand: Brand) -> EmailMessage
     link) can reach it: the event carries nothing of the attempt but its time.
     """
     recipient = recipient_of(event)
+    # The attempt's language (the page's, one of the site's); without one, English.
+    language = brand.language_for(event)
+    translations = brand.translations(language) if brand.translations else None
     context: dict[str, Any] = {
+        "lang": language,
         "site_name": brand.site_name,
         "sign_in_url": brand.sign_in_url or brand.site_url,
         "email": recipient,
         "attempted_at": event.data.attempted_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    env = _templates()
+    env = _templates(translations)
     subject = " ".join(env.get_template("attempt.subject.j2").render(context).split())
     text = env.get_template("attempt.txt.j2").render(context)
     html = env.get_template("attempt.html.j2").render(context)

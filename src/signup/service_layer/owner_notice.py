@@ -39,6 +39,7 @@ async def attempt_notice(
     new_id: Callable[[], str],
     source: str,
     every: timedelta = NOTICE_EVERY,
+    language: str | None = None,
 ) -> Work[None] | None:
     """The work that writes the notice for the owner of `email` (to run in the same
     transaction as the attempt's own record), or None when one went out within `every`.
@@ -81,7 +82,9 @@ async def attempt_notice(
                 id=new_id(),
                 source=source,
                 time=now,
-                data=SignupAttemptedData(user_id=user_id, email=address, attempted_at=now),
+                data=SignupAttemptedData(
+                    user_id=user_id, email=address, attempted_at=now, language=language
+                ),
             )
         )
 

@@ -335,7 +335,7 @@ class RegistrationService:
             201 if hidden else 409, hidden.body() if hidden else {}
         )
         # Hidden: the owner is told (at most once an hour), in the same transaction.
-        notify = await self._attempt_notice(cmd.applicant.email) if hidden else None
+        notify = await self._attempt_notice(cmd.applicant) if hidden else None
         if signup is None:
             if cmd.idempotency_key or notify:  # only a replay needs the answer kept
 
@@ -355,15 +355,16 @@ class RegistrationService:
             await self.uow.run(settle)
         return hidden
 
-    async def _attempt_notice(self, email: str) -> Work[None] | None:
+    async def _attempt_notice(self, applicant: Applicant) -> Work[None] | None:
         return await attempt_notice(
             self.uow,
-            email,
+            applicant.email,
             directory=self._directory,
             clock=self.clock,
             new_id=self.new_id,
             source=self.source,
             every=self.notice_every,
+            language=applicant.language,
         )
 
     async def _replay(self, earlier: SignUp, print_: str) -> Registered | None:
