@@ -51,6 +51,15 @@ def test_each_shipped_catalogue_has_every_message_with_its_placeholders(language
     assert not broken, f"{language}: placeholders or markup differ: {broken}"
 
 
+@pytest.mark.parametrize("language", SHIPPED)
+def test_no_message_is_in_a_catalogue_twice(language: str) -> None:
+    # Babel reads a repeated entry silently (the last one wins); msgfmt refuses the file.
+    text = (PACKAGE_LOCALE / language / "LC_MESSAGES" / "signup.po").read_text("utf-8")
+    entries = re.findall(r'^(?:msgctxt (".*")\n)?msgid ((?:".*"\n)+)', text, re.M)
+    repeated = sorted({entry for entry in entries if entries.count(entry) > 1})
+    assert not repeated, f"{language}: entries given twice: {repeated}"
+
+
 def test_the_package_ships_english_and_german() -> None:
     catalogues = Catalogues.load()
     assert catalogues.languages == ("en", "de")
