@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -96,28 +99,26 @@ class Workers:
 
     def __init__(self, env: dict[str, str], folder: Path, prefix: str) -> None:
         self.env, self.folder, self.prefix = env, folder, prefix
-        self.processes: list[ServiceProcess] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
-        import os
-        import subprocess
-        import sys
-
         for name in ("welcome-email", "crm-sync"):
             log = (self.folder / f"worker-{name}.log").open("ab")
-            process = subprocess.Popen(
-                [sys.executable, "-m", "signup", "worker", name, "--queue-prefix", self.prefix],
-                env={**os.environ, **self.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
+            command = [sys.executable, "-m", "signup", "worker", name]
+            self.processes.append(
+                subprocess.Popen(
+                    [*command, "--queue-prefix", self.prefix],
+                    env={**os.environ, **self.env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             )
-            self.processes.append(process)  # type: ignore[arg-type]
 
     def kill(self) -> None:
         for process in self.processes:
-            if process.poll() is None:  # type: ignore[attr-defined]
-                process.kill()  # type: ignore[attr-defined]
-                process.wait(10)  # type: ignore[attr-defined]
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
 
     def logs(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self.folder.glob("worker-*.log"))
