@@ -492,6 +492,17 @@ class Session:
         )
         return proc, f"http://127.0.0.1:{port}"
 
+    async def start_service_env(self, name: str, env: dict[str, str]) -> tuple[Proc, str]:
+        """`signup serve` with an environment of the caller's (bench/hooks.py)."""
+        port = free_port()
+        proc = await self.start(
+            name,
+            [str(BIN / "signup"), "serve", "--port", str(port)],
+            env,
+            f"http://127.0.0.1:{port}/healthz",
+        )
+        return proc, f"http://127.0.0.1:{port}"
+
     async def start_app(self, name: str, factory: str, **env: str) -> tuple[Proc, str]:
         port = free_port()
         argv = [PYTHON, "-m", "bench.serve_app", factory, "--port", str(port)]
