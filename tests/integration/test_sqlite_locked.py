@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 
@@ -119,3 +120,44 @@ async def test_the_worker_waits_for_the_lock_within_the_busy_timeout(
         assert await processed.is_processed("welcome-email", "event-1")
     finally:
         await engine.dispose()
+
+
+async def test_a_lock_taken_again_and_again_meets_only_201_and_503(
+    short_busy_timeout: None,
+    make_settings: Callable[..., Settings],
+    sqlite_url: str,
+    http: aiohttp.ClientSession,
+) -> None:
+    """Another writer holds the lock a little longer than the busy timeout, over and
+    over, while sign-ups pour in: each is answered 201 or 503, none 500 and none cut off
+    (before the fix each work of a failed batch waited the busy timeout again, on the
+    event loop, and the server dropped connections), and afterwards all succeed."""
+    path = sqlite_file(sqlite_url)
+    assert path is not None
+    stop = threading.Event()
+
+    def flap() -> None:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+        try:
+            while not stop.is_set():
+                conn.execute("BEGIN IMMEDIATE")
+                time.sleep(BUSY_TIMEOUT_MS / 1000 * 1.2)
+                conn.execute("ROLLBACK")
+                time.sleep(0.03)
+        finally:
+            conn.close()
+
+    async with serving(make_settings()) as url:
+        holder = threading.Thread(target=flap, name="lock-flapper")
+        holder.start()
+        try:
+            answers = await asyncio.gather(
+                *(sign_up(http, url, f"flap{i}@example.com") for i in range(150))
+            )
+        finally:
+            stop.set()
+            holder.join(10)
+        assert {status for status, _, _ in answers} <= {201, 503}, answers
+        for i in range(3):
+            status, answer, _ = await sign_up(http, url, f"calm{i}@example.com")
+            assert status == 201, answer
