@@ -44,6 +44,12 @@ def main() -> None:
     parser.add_argument(
         "--src", default=None, help="measure the `signup` package of another source tree"
     )
+    parser.add_argument(
+        "--form-file",
+        default=None,
+        help="SIGNUP_FORM_FILE for the service (docs/form.example.toml): row 1's sign-ups "
+        "then carry that example's fields and consents",
+    )
     args = parser.parse_args()
     options = Options(
         runs=args.runs,
@@ -57,6 +63,7 @@ def main() -> None:
         out=args.out,
         keep=args.keep,
         src=str(Path(args.src).resolve()) if args.src else None,
+        form_file=str(Path(args.form_file).resolve()) if args.form_file else None,
     )
     sys.exit(asyncio.run(run(options)))
 

@@ -63,6 +63,9 @@ class Options:
     keep: bool = False
     src: str | None = None  # another source tree of `signup` to measure (before/after)
     soak_minutes: int = 10
+    # A form definition for the service; the load then sends docs/form.example.toml's
+    # fields and consents (signup.lua's "form" mode).
+    form_file: str | None = None
 
 
 def median(values: list[float]) -> float:
@@ -214,11 +217,12 @@ async def closed_load(
     *,
     minimal: bool = False,
     solutions: Path | None = None,
+    form: bool = False,
 ) -> LoadResult:
     """`solutions`: a file of proof-of-work solutions, one a line, each sent once."""
     if wrk is None:
-        if solutions is not None:
-            raise RuntimeError("proof-of-work runs need wrk")
+        if solutions is not None or form:
+            raise RuntimeError("proof-of-work and form runs need wrk")
         raw = await _run_json(
             [PYTHON, "-m", "bench.loadgen", url, "--closed", str(connections)]
             + ["--duration", str(seconds), "--prefix", prefix]
@@ -227,7 +231,8 @@ async def closed_load(
         return _from_loadgen(raw)
     threads = min(2, connections)
     argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s"]
-    argv += ["--latency", "-s", str(LUA), url, "--", prefix, "minimal" if minimal else "full"]
+    mode = "minimal" if minimal else "form" if form else "full"
+    argv += ["--latency", "-s", str(LUA), url, "--", prefix, mode]
     argv += [str(solutions), str(threads)] if solutions is not None else []
     raw = await _run_json(argv, marker="WRK_JSON ")
     statuses = {str(k): int(v) for k, v in raw["statuses"].items()}
@@ -256,11 +261,14 @@ def _from_loadgen(raw: dict[str, Any]) -> LoadResult:
     )
 
 
-async def rate_load(url: str, prefix: str, rate: float, seconds: float) -> LoadResult:
+async def rate_load(
+    url: str, prefix: str, rate: float, seconds: float, *, form: bool = False
+) -> LoadResult:
     raw = await _run_json(
         [
             *(PYTHON, "-m", "bench.loadgen", url, "--rate", f"{rate:.1f}"),
             *("--duration", str(seconds), "--prefix", prefix),
+            *(["--form"] if form else []),
         ]
     )
     result = _from_loadgen(raw)
@@ -473,6 +481,8 @@ class Session:
             # Its operations port too: never the default 9100 a running service may hold.
             SIGNUP_OPS_PORT=str(free_port()),
         )
+        if self.options.form_file:
+            env["SIGNUP_FORM_FILE"] = self.options.form_file
         if provider == "auth0":
             env |= {
                 "SIGNUP_AUTH0_DOMAIN": STANDIN["domain"],
@@ -556,7 +566,7 @@ async def row1(s: Session) -> dict[str, Any]:
         await s.timed(
             f"run {n + 1}: warming up",
             2,
-            closed_load(s.wrk, signup_url, f"w{n}", 2, 64),
+            closed_load(s.wrk, signup_url, f"w{n}", 2, 64, form=bool(o.form_file)),
         )
         await delivery_check(s.consumer, db, f"w{n}")
 
@@ -564,7 +574,9 @@ async def row1(s: Session) -> dict[str, Any]:
         top = await s.timed(
             f"run {n + 1}: row 1 at the maximum ({o.connections} connections)",
             o.duration,
-            closed_load(s.wrk, signup_url, f"m{n}", o.duration, o.connections),
+            closed_load(
+                s.wrk, signup_url, f"m{n}", o.duration, o.connections, form=bool(o.form_file)
+            ),
         )
         run["cpu_max"] = cpu.stop()
         run["max"] = top
@@ -578,7 +590,7 @@ async def row1(s: Session) -> dict[str, Any]:
         half = await s.timed(
             f"run {n + 1}: row 1 at half the maximum ({rate:.0f}/s, constant rate)",
             o.duration,
-            rate_load(signup_url, f"h{n}", rate, o.duration),
+            rate_load(signup_url, f"h{n}", rate, o.duration, form=bool(o.form_file)),
         )
         run["cpu_half"] = cpu.stop()
         run["half"] = half

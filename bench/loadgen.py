@@ -21,10 +21,19 @@ import orjson
 PASSWORD = "Quiet-Harbour-Lantern-42"
 
 
-def body(prefix: str, i: int, minimal: bool) -> bytes:
-    data: dict[str, str] = {"email": f"{prefix}-0-{i}@example.com", "password": PASSWORD}
+# docs/form.example.toml's required and some optional fields, and its consents (--form).
+FORM = {
+    "fields": {"role": "developer", "company": "ACME", "country": "DE", "birthday": "1990-01-01"},
+    "consents": {"terms": True, "marketing": True},
+}
+
+
+def body(prefix: str, i: int, minimal: bool, form: bool = False) -> bytes:
+    data: dict[str, object] = {"email": f"{prefix}-0-{i}@example.com", "password": PASSWORD}
     if not minimal:
         data |= {"given_name": "Ada", "family_name": "Lovelace"}
+    if form:
+        data |= FORM
     return orjson.dumps(data)
 
 
@@ -51,7 +60,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         async def one(i: int, due: float) -> None:
             try:
                 async with session.post(
-                    args.url, data=body(args.prefix, i, args.minimal), headers=headers
+                    args.url, data=body(args.prefix, i, args.minimal, args.form), headers=headers
                 ) as response:
                     await response.read()
                     statuses[response.status] += 1
@@ -119,7 +128,9 @@ async def run_closed(args: argparse.Namespace) -> dict[str, object]:
                 sent = loop.time()
                 try:
                     async with session.post(
-                        args.url, data=body(args.prefix, counter, args.minimal), headers=headers
+                        args.url,
+                        data=body(args.prefix, counter, args.minimal, args.form),
+                        headers=headers,
                     ) as response:
                         await response.read()
                 except Exception as exc:
@@ -155,6 +166,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=512)
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--minimal", action="store_true", help="e-mail and password only")
+    parser.add_argument("--form", action="store_true", help="docs/form.example.toml's answers")
     args = parser.parse_args()
     import uvloop
 

@@ -1,6 +1,7 @@
 -- wrk script: POST /user/signup with a unique e-mail per request, count answers by status.
 -- Usage: wrk ... -s bench/signup.lua URL -- <run-prefix> [minimal|full] [solutions-file threads]
 -- ("minimal": e-mail and password only, for fastapi-users' register endpoint too;
+-- "form": the names and docs/form.example.toml's fields and consents;
 -- solutions-file: proof-of-work solutions solved ahead of time, one a line, each sent
 -- once as "challenge", each thread taking every n-th line: bench/challenge.py)
 local counter = 0
@@ -21,6 +22,10 @@ function init(args)
    prefix = args[1] or "run"
    if args[2] == "minimal" then
       names = ""
+   elseif args[2] == "form" then
+      -- docs/form.example.toml's required and some optional fields, and its consents
+      names = names .. ',"fields":{"role":"developer","company":"ACME","country":"DE",' ..
+         '"birthday":"1990-01-01"},"consents":{"terms":true,"marketing":true}'
    end
    if args[3] then
       -- setup() numbered the threads (args[4] of them); each takes its own lines, so
