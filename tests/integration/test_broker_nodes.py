@@ -168,3 +168,30 @@ async def test_the_one_shot_commands_skip_a_dead_address(broker: Broker) -> None
         f"amqp://guest:guest@{DEAD}/,{AMQP_URL.split('@', 1)[1].rstrip('/')}", topology
     )
     assert (letters, total) == ([], 0)
+
+
+async def test_a_node_that_nacks_a_whole_batch_is_left_for_the_next(
+    broker: Broker, proxies: list[TcpProxy]
+) -> None:
+    """As a node being stopped does: here a full queue that rejects new publishes."""
+    first, second = proxies
+    full = await broker.channel.declare_queue(
+        f"{broker.prefix}.full",
+        exclusive=True,
+        arguments={"x-max-length": 0, "x-overflow": "reject-publish"},
+    )
+    await full.bind(broker.exchange, "#")
+    publisher = AmqpPublisher(
+        nodes(f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"), broker.exchange
+    )
+    try:
+        refused = await publisher.publish(entries(2))
+        assert set(refused.failed.values()) == {"nacked by the broker"}, refused.failed
+        assert publisher.node is None, "the connection to the nacking node is dropped"
+        await full.unbind(broker.exchange, "#")
+        await _bound_queue(broker)
+        accepted = await publisher.publish(entries(2))
+        assert len(accepted.confirmed) == 2, accepted.failed
+        assert publisher.node == f"127.0.0.1:{second.port}"
+    finally:
+        await publisher.close()

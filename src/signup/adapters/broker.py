@@ -28,6 +28,7 @@ CONTENT_TYPE = "application/cloudevents+json"
 APP_ID = "signup"
 CONNECT_SECONDS = 10.0
 RETURNED = "returned unroutable (mandatory): no queue bound"
+NACKED = "nacked by the broker"
 
 
 class _Link(aiormq.Connection):
@@ -247,6 +248,20 @@ class AmqpPublisher:
                 result.confirmed.append(event_id)
             else:
                 result.failed[event_id] = failure[:300]
+        if (
+            len(self._nodes) > 1
+            and not result.confirmed
+            and result.failed
+            and all(reason == NACKED for reason in result.failed.values())
+            and self._usable()
+        ):
+            # Whole batches were nacked for seconds while a cluster node stopped
+            # (`rabbitmqctl stop_app`, tests/faults/test_cluster.py), its connections still
+            # open: the node may be on its way out, and another may accept.
+            log.warning(
+                "broker node nacked a whole batch: moving to the next node", broker=self._nodes.node
+            )
+            await self._close_link(link, "every publish of a batch nacked")
         if not self._usable():  # lost while this batch was out: the next one reconnects
             why = self._closed_because(link, channel)
             if "NOT_FOUND" in why:
@@ -354,7 +369,7 @@ class AmqpPublisher:
         if send.cancelled():
             return "no confirm from the broker in time"
         if isinstance(exc := send.exception(), aiormq.exceptions.DeliveryError):
-            return "nacked by the broker"
+            return NACKED
         if exc is not None:
             return describe(exc)
         answer = send.result()
@@ -363,7 +378,7 @@ class AmqpPublisher:
         if isinstance(answer, DeliveredMessage):
             return RETURNED
         if isinstance(answer, spec.Basic.Nack):
-            return "nacked by the broker"
+            return NACKED
         return f"unexpected answer {type(answer).__name__}"
 
     def _closed_because(self, link: _Link, channel: aiormq.abc.AbstractChannel) -> str:
