@@ -39,6 +39,9 @@ messages: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
+	# The Auth0 event hook against a bare endpoint, and row 1 with the proof of work on/off.
+	$(BIN)/python -m bench.hooks
+	$(BIN)/python -m bench.challenge
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
