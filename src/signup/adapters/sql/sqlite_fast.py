@@ -59,6 +59,7 @@ DIRECT = frozenset(
     id(s)
     for s in (
         st.SIGNUP_INSERT,
+        st.CONSENT_INSERT,
         *st.SIGNUP_SETTLE.values(),
         st.OUTBOX_INSERT,
         st.ANNOUNCED_EVENT,

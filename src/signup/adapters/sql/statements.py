@@ -45,6 +45,8 @@ def same_mailbox(email: str) -> ColumnElement[bool]:
 
 
 SIGNUP_INSERT = insert(t.signups)
+# A sign-up with a form: its consent record, one row a consent, in one executemany.
+CONSENT_INSERT = insert(t.consent_records)
 SIGNUP_BY_ID = select(t.signups).where(_s.id == bindparam("p_id"))
 # The applicant's and the account's e-mail (the same but for case, nearly always): two
 # plain parameters rather than an expanding list, so the statement compiles once.
