@@ -9,7 +9,7 @@ a local account's address was confirmed through the link of its welcome e-mail.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
@@ -23,6 +23,7 @@ ORIGIN_SWEEP = "sweep"
 ORIGINS = (ORIGIN_FORM, ORIGIN_AUTH0_EVENT, ORIGIN_SWEEP)
 _NO_EXTENSION: set[str] = {"auth0eventid"}
 USER_SIGNUP_ATTEMPTED = "user.signup_attempted"
+DataT = TypeVar("DataT", bound=BaseModel)
 
 
 def iso_millis(moment: datetime) -> str:
@@ -78,23 +79,22 @@ class UserRegisteredData(BaseModel):
         return iso_millis(value)
 
 
-class UserRegistered(BaseModel):
-    """A person's account was created by the identity provider (CloudEvent `user.new`, v1)."""
+class _CloudEvent(BaseModel, Generic[DataT]):
+    """The CloudEvents 1.0 structured-mode envelope every event shares. A subclass states
+    its `type` (a Literal, so a body of another type does not parse as it), `routing_key`,
+    `schema_version` and data model; the fields keep this order on the wire."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
-    schema_version: ClassVar[int] = 1
-    routing_key: ClassVar[str] = USER_NEW
+    schema_version: ClassVar[int]
+    routing_key: ClassVar[str]
 
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(min_length=1)
     source: str = Field(min_length=1)
-    type: Literal["user.new"] = "user.new"
+    type: str
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
-    data: UserRegisteredData
-    # CloudEvents extension attribute: the id of the Auth0 event that told us of the
-    # account (tracing only; the event's own `id` is ours). Left out when there is none.
-    auth0eventid: str | None = None
+    data: DataT
 
     @field_serializer("time")
     def _time(self, value: datetime) -> str:
@@ -103,16 +103,31 @@ class UserRegistered(BaseModel):
     def to_json(self) -> bytes:
         # pydantic-core writes the JSON itself: no dict of the event on the way, the same
         # bytes as model_dump and orjson (docs/decisions/0012).
-        if self.auth0eventid is None:
-            return self.model_dump_json(exclude=_NO_EXTENSION).encode()
         return self.model_dump_json().encode()
 
     @classmethod
-    def from_json(cls, body: bytes | str) -> UserRegistered:
+    def from_json(cls, body: bytes | str) -> Self:
         return cls.model_validate_json(body)
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+class UserRegistered(_CloudEvent[UserRegisteredData]):
+    """A person's account was created by the identity provider (CloudEvent `user.new`, v1)."""
+
+    schema_version: ClassVar[int] = 1
+    routing_key: ClassVar[str] = USER_NEW
+
+    type: Literal["user.new"] = "user.new"
+    # CloudEvents extension attribute: the id of the Auth0 event that told us of the
+    # account (tracing only; the event's own `id` is ours). Left out when there is none.
+    auth0eventid: str | None = None
+
+    def to_json(self) -> bytes:
+        if self.auth0eventid is None:
+            return self.model_dump_json(exclude=_NO_EXTENSION).encode()
+        return self.model_dump_json().encode()
 
 
 class UserVerifiedData(BaseModel):
@@ -129,35 +144,14 @@ class UserVerifiedData(BaseModel):
         return iso_millis(value)
 
 
-class UserVerified(BaseModel):
+class UserVerified(_CloudEvent[UserVerifiedData]):
     """A person opened the verification link of a local account (CloudEvent `user.verified`,
     v1): once per account."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
     schema_version: ClassVar[int] = 1
     routing_key: ClassVar[str] = USER_VERIFIED
 
-    specversion: Literal["1.0"] = "1.0"
-    id: str = Field(min_length=1)
-    source: str = Field(min_length=1)
     type: Literal["user.verified"] = "user.verified"
-    time: datetime
-    datacontenttype: Literal["application/json"] = "application/json"
-    data: UserVerifiedData
-
-    @field_serializer("time")
-    def _time(self, value: datetime) -> str:
-        return iso_millis(value)
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json().encode()
-
-    @classmethod
-    def from_json(cls, body: bytes | str) -> UserVerified:
-        return cls.model_validate_json(body)
-
-    def as_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 class SignupAttemptedData(BaseModel):
@@ -179,36 +173,15 @@ class SignupAttemptedData(BaseModel):
         return iso_millis(value)
 
 
-class SignupAttempted(BaseModel):
+class SignupAttempted(_CloudEvent[SignupAttemptedData]):
     """Someone tried to sign up with a registered address while existing accounts are
     hidden (CloudEvent `user.signup_attempted`, v1): the welcome-e-mail worker tells the
     address's owner. At most one an hour per address."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
     schema_version: ClassVar[int] = 1
     routing_key: ClassVar[str] = USER_SIGNUP_ATTEMPTED
 
-    specversion: Literal["1.0"] = "1.0"
-    id: str = Field(min_length=1)
-    source: str = Field(min_length=1)
     type: Literal["user.signup_attempted"] = "user.signup_attempted"
-    time: datetime
-    datacontenttype: Literal["application/json"] = "application/json"
-    data: SignupAttemptedData
-
-    @field_serializer("time")
-    def _time(self, value: datetime) -> str:
-        return iso_millis(value)
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json().encode()
-
-    @classmethod
-    def from_json(cls, body: bytes | str) -> SignupAttempted:
-        return cls.model_validate_json(body)
-
-    def as_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 # What the outbox carries: every event the service publishes.
