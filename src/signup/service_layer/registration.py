@@ -19,13 +19,12 @@ from signup.domain.errors import (
     AccountAlreadyCompleted,
     EmailAlreadyRegistered,
     FieldRejected,
-    IdempotencyKeyReused,
     OutcomeUnknown,
     ProviderUnavailable,
-    RequestInProgress,
 )
-from signup.domain.events import ORIGIN_FORM, ConsentGiven, UserRegistered, UserRegisteredData
+from signup.domain.events import ORIGIN_FORM, UserRegistered
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
+from signup.service_layer.form_event import form_event
 from signup.service_layer.owner_notice import NOTICE_EVERY, attempt_notice
 from signup.service_layer.ports import AccountDirectory, IdentityProvider, Liveness
 from signup.service_layer.sign_up_identity import (
@@ -34,6 +33,7 @@ from signup.service_layer.sign_up_identity import (
     made_for,
     time_ordered_id,
 )
+from signup.service_layer.signup_replay import replay
 from signup.service_layer.unit_of_work import Transaction, UnitOfWork, Work
 
 log = structlog.get_logger(__name__)
@@ -87,7 +87,15 @@ class RegistrationService:
 
             earlier = await self.uow.read(by_key, quick=True)
             if earlier is not None:
-                replayed = await self._replay(earlier, print_)
+                replayed = await replay(
+                    self.uow,
+                    earlier,
+                    print_,
+                    settle=self.reconcile_one,
+                    clock=self.clock,
+                    in_flight_for=self.in_flight_for,
+                    liveness=self.liveness,
+                )
                 if replayed is not None:
                     return replayed
                 # Reconciliation found nothing its earlier attempt made; should that
@@ -367,57 +375,6 @@ class RegistrationService:
             language=applicant.language,
         )
 
-    async def _replay(self, earlier: SignUp, print_: str) -> Registered | None:
-        if earlier.fingerprint != print_:
-            raise IdempotencyKeyReused(earlier.idempotency_key or "")
-        if earlier.status is SignUpStatus.PENDING:
-            await self._unless_in_flight(earlier)
-            # Settled here as reconciliation would; both go through the guarded settle,
-            # so a reconciliation running meanwhile cannot make it settle twice.
-            await self.reconcile_one(earlier)
-            return await self._replay_settled(earlier.id)
-        return self._answer(earlier)
-
-    async def _unless_in_flight(self, earlier: SignUp) -> None:
-        """Raise `RequestInProgress` while a live request still works on `earlier`."""
-        if self.liveness is None:
-            age = self.clock() - earlier.requested_at
-            if age < self.in_flight_for:
-                raise RequestInProgress(str((self.in_flight_for - age).total_seconds()))
-            return
-
-        async def worker_of(tx: Transaction) -> str | None:
-            return await tx.signups.worker_of(earlier.id)
-
-        worker = await self.uow.read(worker_of, quick=True)
-        if worker is not None and await self.liveness.alive(worker):
-            # It ends within the provider's time-out; then a retry settles it at once.
-            raise RequestInProgress("1")
-
-    async def _replay_settled(self, signup_id: str) -> Registered | None:
-        async def get(tx: Transaction) -> SignUp | None:
-            return await tx.signups.get(signup_id)
-
-        settled = await self.uow.read(get, quick=True)
-        if settled is None or settled.status is SignUpStatus.ABANDONED:
-            return None  # nothing was made: the caller tries again afresh
-        return self._answer(settled)
-
-    def _answer(self, signup: SignUp) -> Registered:
-        body = signup.response_body or {}
-        if signup.response_status == 201:
-            return Registered(str(body["user_id"]), str(body["email"]), replayed=True)
-        if signup.response_status == 422:
-            field = str(body.get("field", "body"))
-            # Rows written before codes existed replay with the field's default code.
-            code = body.get("code")
-            raise FieldRejected(
-                field, str(body.get("message", "")), str(code) if code is not None else None
-            )
-        if signup.response_status == 409:
-            raise EmailAlreadyRegistered(signup.applicant.email)
-        raise RequestInProgress("1")
-
     # ---- helpers ------------------------------------------------------------------
 
     async def _account_made_by(self, signup: SignUp) -> CreatedAccount | None:
@@ -472,28 +429,12 @@ class RegistrationService:
         )
 
     def _event_for(self, account: CreatedAccount, applicant: Applicant) -> UserRegistered:
-        # The form's names first; the profile's where the form gave none.
-        given = applicant.given_name or account.given_name
-        family = applicant.family_name or account.family_name
-        return UserRegistered(
-            id=self.new_id(),
+        # Stamped (id and time) when called: in the transaction that queues it.
+        return form_event(
+            account,
+            applicant,
+            event_id=self.new_id(),
             source=self.source,
             time=self.clock(),
-            data=UserRegisteredData(
-                user_id=account.user_id,
-                email=account.email,
-                email_verified=account.email_verified,
-                given_name=given,
-                family_name=family,
-                name=account.name or Applicant(account.email, given, family).name,
-                created_at=account.created_at,
-                identity_provider=self.provider.name,
-                fields=dict(applicant.fields) if applicant.fields else None,
-                consents=[ConsentGiven.model_validate(r.as_data()) for r in applicant.consents]
-                or None,
-                connection=account.connection,
-                is_social=account.is_social,
-                origin=ORIGIN_FORM,
-                language=applicant.language,
-            ),
+            identity_provider=self.provider.name,
         )
