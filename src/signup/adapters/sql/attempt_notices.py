@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from signup.adapters import tables as t
 from signup.adapters.sql.sqlite_fast import InlineConnection
+from signup.adapters.sql.statements import oldest_first_batch
 
 _c = t.attempt_notices.c
 SENT_AT = select(_c.sent_at).where(_c.email_sha256 == bindparam("p_key"))
@@ -28,15 +29,8 @@ RENEW = (
     .values(sent_at=bindparam("p_now"))
 )
 ADD = insert(t.attempt_notices)
-PRUNE = delete(t.attempt_notices).where(
-    _c.email_sha256.in_(
-        select(_c.email_sha256)
-        .where(_c.sent_at < bindparam("p_before"))
-        .order_by(_c.sent_at)
-        .limit(bindparam("p_limit"))
-        .with_for_update(skip_locked=True)
-    )
-)
+# Notices past the hour, a batch at a time (ix_attempt_notices_sent_at).
+PRUNE = oldest_first_batch(t.attempt_notices, _c.email_sha256, _c.sent_at)
 
 
 class SqlAttemptNotices:

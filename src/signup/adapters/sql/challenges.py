@@ -12,25 +12,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from signup.adapters import tables as t
 from signup.adapters.sql.sqlite_fast import InlineConnection
+from signup.adapters.sql.statements import oldest_first_batch
 
 _c = t.spent_challenges.c
 OWNER_OF = select(_c.owner).where(_c.id == bindparam("p_id"))
 SPEND = insert(t.spent_challenges)
 # Expired records, a batch at a time (ix_spent_challenges_expires_at).
-PRUNE = delete(t.spent_challenges).where(
-    _c.id.in_(
-        select(_c.id)
-        .where(_c.expires_at < bindparam("p_before"))
-        .order_by(_c.expires_at)
-        .limit(bindparam("p_limit"))
-        .with_for_update(skip_locked=True)
-    )
-)
+PRUNE = oldest_first_batch(t.spent_challenges, _c.id, _c.expires_at)
 
 
 class SqlSpentChallenges:

@@ -8,8 +8,13 @@ cache key on every call (docs/decisions/0002-sqlite-fast-path.md). Bound names s
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
+    Column,
     ColumnElement,
+    Delete,
+    Table,
     bindparam,
     delete,
     func,
@@ -25,6 +30,23 @@ from signup.adapters import tables as t
 from signup.domain.model import SignUpStatus
 
 _s, _o = t.signups.c, t.outbox.c
+
+
+def oldest_first_batch(
+    table: Table, key: Column[Any], at: Column[Any], *also: ColumnElement[bool]
+) -> Delete:
+    """Delete the rows (`also` true) whose `at` is before `p_before`, oldest first, at most
+    `p_limit` of them by their `key`. SKIP LOCKED (PostgreSQL; nothing on SQLite): two
+    processes pruning at once take different rows."""
+    return delete(table).where(
+        key.in_(
+            select(key)
+            .where(*also, at < bindparam("p_before"))
+            .order_by(at)
+            .limit(bindparam("p_limit"))
+            .with_for_update(skip_locked=True)
+        )
+    )
 
 
 def status_is(status: SignUpStatus) -> ColumnElement[bool]:
@@ -106,23 +128,8 @@ OUTBOX_OLDEST_PENDING = (
 OUTBOX_PUBLISHED_COUNT = select(func.count()).where(_o.published_at.is_not(None))
 # Settled sign-ups past the retention, oldest first (ix_signups_settled_at); pending ones are
 # never pruned: they still wait for their outcome.
-SIGNUPS_PRUNE = delete(t.signups).where(
-    _s.id.in_(
-        select(_s.id)
-        .where(~status_is(SignUpStatus.PENDING), _s.updated_at < bindparam("p_before"))
-        .order_by(_s.updated_at)
-        .limit(bindparam("p_limit"))
-        .with_for_update(skip_locked=True)
-    )
+SIGNUPS_PRUNE = oldest_first_batch(
+    t.signups, _s.id, _s.updated_at, ~status_is(SignUpStatus.PENDING)
 )
 # Published rows past the retention, oldest first, a batch at a time (ix_outbox_published_at).
-# SKIP LOCKED (PostgreSQL; nothing on SQLite): two relays pruning at once take different rows.
-OUTBOX_PRUNE = delete(t.outbox).where(
-    _o.id.in_(
-        select(_o.id)
-        .where(_o.published_at.is_not(None), _o.published_at < bindparam("p_before"))
-        .order_by(_o.published_at)
-        .limit(bindparam("p_limit"))
-        .with_for_update(skip_locked=True)
-    )
-)
+OUTBOX_PRUNE = oldest_first_batch(t.outbox, _o.id, _o.published_at, _o.published_at.is_not(None))
