@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -24,6 +22,7 @@ from signup.domain.errors import (
 )
 from signup.domain.events import ORIGIN_FORM, UserRegistered
 from signup.domain.model import Applicant, CreatedAccount, SignUp, SignUpStatus
+from signup.service_layer.existing_account import decoy_answer, keep_existing
 from signup.service_layer.form_event import form_event
 from signup.service_layer.owner_notice import NOTICE_EVERY, attempt_notice
 from signup.service_layer.ports import AccountDirectory, IdentityProvider, Liveness
@@ -112,11 +111,7 @@ class RegistrationService:
         With an Idempotency-Key the id is the same for the same key and address, as a
         real sign-up's replay answers the same id, and nothing is written for it.
         """
-        if not idempotency_key:
-            return Registered(f"{self.provider.name}|{secrets.token_hex(12)}", email)
-        message = f"{idempotency_key}\n{email}".encode()
-        digest = hmac.new(self.decoy_key, message, hashlib.sha256).hexdigest()
-        return Registered(f"{self.provider.name}|{digest[:24]}", email)
+        return decoy_answer(self.provider.name, self.decoy_key, email, idempotency_key)
 
     async def reconcile(self, older_than: timedelta, limit: int = 500) -> dict[str, int]:
         """Settle sign-ups whose provider outcome was never learnt (crash, timeout)."""
@@ -344,23 +339,9 @@ class RegistrationService:
         )
         # Hidden: the owner is told (at most once an hour), in the same transaction.
         notify = await self._attempt_notice(cmd.applicant) if hidden else None
-        if signup is None:
-            if cmd.idempotency_key or notify:  # only a replay needs the answer kept
-
-                async def add(tx: Transaction) -> None:
-                    if cmd.idempotency_key:
-                        await tx.signups.add(settled)
-                    if notify is not None:
-                        await notify(tx)
-
-                await self.uow.run(add)
-        else:
-
-            async def settle(tx: Transaction) -> None:
-                if await tx.signups.settle(settled, expected=SignUpStatus.PENDING) and notify:
-                    await notify(tx)
-
-            await self.uow.run(settle)
+        await keep_existing(
+            self.uow, settled, new=signup is None, keep=bool(cmd.idempotency_key), notify=notify
+        )
         return hidden
 
     async def _attempt_notice(self, applicant: Applicant) -> Work[None] | None:
