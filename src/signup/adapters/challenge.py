@@ -142,4 +142,4 @@ class RedisSpentSolutions:
         return bool(await self._redis.get(key) == owner)
 
     async def close(self) -> None:
-        return None
+        self._redis.connection_pool.disconnect()
