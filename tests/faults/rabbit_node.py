@@ -87,6 +87,9 @@ class RabbitNode:
         result = subprocess.run(
             ["/usr/sbin/runuser", "-u", "rabbitmq", "--", CTL, "-n", self.name, *args],
             env=self._env(),
+            # Its own folder: in a working directory the rabbitmq user cannot read (a
+            # clone in a 0700 mktemp folder) Erlang prints eacces reports into the output.
+            cwd=self.base,
             capture_output=True,
             text=True,
             timeout=timeout,
